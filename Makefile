@@ -1,0 +1,40 @@
+# Two commands on a fresh machine; each builds the virtual environment it needs.
+#   make reproduce   the main job: verify every VJP, the worked numbers, the experiments
+#   make test        the test suite (offline, under 10 minutes on 2 cores)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= quick
+# Real datasets: a folder with mnist/ and cifar10/ (the shared folder when it sits beside the clone).
+HW_DATA_DIR ?= $(firstword $(wildcard ../shared/data))
+export HW_DATA_DIR
+
+.PHONY: reproduce test verify paper bench clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+$(BIN)/.installed-bench: $(BIN)/.installed
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+reproduce: $(BIN)/.installed
+	$(BIN)/hw reproduce --profile $(PROFILE)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -n 2 -q
+
+verify: $(BIN)/.installed
+	$(BIN)/hw verify
+
+paper: $(BIN)/.installed
+	$(BIN)/hw paper
+
+bench: $(BIN)/.installed-bench
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) results

@@ -1,0 +1,19 @@
+"""Every layer as a pure function whose backward pass is written by hand.
+
+Images are NHWC and kernels HWIO, as in Flax. Each op is a ``jax.custom_vjp`` whose
+backward rule implements the derivation in its docstring; none of them calls autodiff
+(``jax.grad``/``vjp``/``jvp``/``linearize``/``linear_transpose``) inside a backward rule.
+"""
+from hw.ops.activations import relu, sigmoid, softmax, tanh
+from hw.ops.convolution import conv1d, conv2d
+from hw.ops.dense import linear
+from hw.ops.dropout import dropout
+from hw.ops.losses import hinge_loss, logistic_loss, softmax_cross_entropy, squared_error
+from hw.ops.normalization import batch_norm
+from hw.ops.pooling import adaptive_avg_pool, adaptive_max_pool, avg_pool, max_pool
+
+__all__ = [
+    "adaptive_avg_pool", "adaptive_max_pool", "avg_pool", "batch_norm", "conv1d",
+    "conv2d", "dropout", "hinge_loss", "linear", "logistic_loss", "max_pool", "relu",
+    "sigmoid", "softmax", "softmax_cross_entropy", "squared_error", "tanh",
+]
