@@ -89,7 +89,8 @@ def check_labels_in_range(name: str, labels: Any, low: int, high: int) -> None:
   """Raise if concrete integer ``labels`` fall outside ``[low, high)``."""
   if not is_concrete(labels) or labels.size == 0:
     return
-  lo, hi = int(jnp.min(labels)), int(jnp.max(labels))
+  values = np.asarray(labels)  # numpy: jnp would be staged out inside an enclosing jit
+  lo, hi = int(values.min()), int(values.max())
   if lo < low or hi >= high:
     raise ValueError(
         f"`{name}` values must lie in [{low}, {high - 1}], got min {lo} max {hi}")
@@ -100,3 +101,68 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def check_reduction(reduction: Any) -> None:
   check_choice("reduction", reduction, REDUCTIONS)
+
+
+def check_positive_pair(name: str, value: Any) -> tuple[int, int]:
+  """An int or a pair of ints, each >= 1, returned as a pair (e.g. a stride or a window)."""
+  items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+  if len(items) != 2 or any(
+      isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items):
+    raise ValueError(f"`{name}` must be a positive integer or a pair of them, got {value!r}")
+  return int(items[0]), int(items[1])
+
+
+def check_same_dtype(name: str, x: Any, other_name: str, other: Any) -> None:
+  """Raise unless ``x`` has the same dtype as ``other`` (no silent promotion)."""
+  if x.dtype != other.dtype:
+    raise ValueError(
+        f"`{name}` must have the dtype of `{other_name}` ({other.dtype}), got {describe(x)}")
+
+
+def check_real_number(name: str, value: Any, *, low: float | None = None,
+                      high: float | None = None, high_inclusive: bool = True) -> float:
+  """Raise unless ``value`` is a concrete finite real number in ``[low, high]``.
+
+  ``high_inclusive=False`` makes the upper end open, ``[low, high)``. Returns it as float.
+  """
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                    np.floating)):
+    raise ValueError(f"`{name}` must be a Python real number, got {type(value).__name__} "
+                     f"{value!r}")
+  number = float(value)
+  too_high = high is not None and (number > high if high_inclusive else number >= high)
+  if not np.isfinite(number) or (low is not None and number < low) or too_high:
+    interval = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}"
+    interval += "]" if high_inclusive and high is not None else ")"
+    raise ValueError(f"`{name}` must be a finite number in {interval}, got {value!r}")
+  return number
+
+
+def check_bool(name: str, value: Any) -> None:
+  """Raise unless ``value`` is a Python bool (a traced flag cannot pick a code path)."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"`{name}` must be a Python bool, got {type(value).__name__} {value!r}")
+
+
+def check_prng_key(name: str, key: Any) -> None:
+  """Raise unless ``key`` is a typed PRNG key or a raw ``uint32`` key of shape (2,)."""
+  check_array(name, key)
+  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if key.ndim != 0:
+      raise ValueError(f"`{name}` must be a single PRNG key, got {describe(key)}")
+    return
+  if key.dtype != jnp.uint32 or tuple(key.shape) != (2,):
+    raise ValueError(
+        f"`{name}` must be a PRNG key (jax.random.key or jax.random.PRNGKey), "
+        f"got {describe(key)}")
+
+
+def check_binary_labels(name: str, labels: Any) -> None:
+  """Raise if concrete ``labels`` are neither all in {0, 1} nor all in {-1, +1}."""
+  if not is_concrete(labels) or labels.size == 0:
+    return
+  values = set(np.unique(np.asarray(labels)).tolist())
+  if not (values <= {0, 1} or values <= {-1, 1}):
+    shown = sorted(values)[:6]
+    raise ValueError(
+        f"`{name}` values must all lie in {{0, 1}} or all in {{-1, +1}}, got values {shown}")
