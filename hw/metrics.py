@@ -1,0 +1,32 @@
+"""Evaluation metrics."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
+  """Fraction of samples whose true label is not among the k highest scores.
+
+  A label counts as in the top k when fewer than ``k`` classes score strictly higher
+  than it (so a tie with the k-th score counts as a hit).
+
+  Args:
+    scores: (N, K) class scores (logits or probabilities).
+    labels: (N,) integer true classes in [0, K).
+    k: how many of the highest scores count, 1 <= k <= K.
+
+  Returns:
+    Scalar float in [0, 1].
+  """
+  scores = jnp.asarray(scores)
+  labels = jnp.asarray(labels)
+  if scores.ndim != 2:
+    raise ValueError(f"`scores` must have rank 2 (N, K), got shape {scores.shape}")
+  if labels.shape != scores.shape[:1]:
+    raise ValueError(f"`labels` must have shape {scores.shape[:1]} (N of scores), got {labels.shape}")
+  if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[1]:
+    raise ValueError(f"`k` must be an integer in [1, {scores.shape[1]}], got {k!r}")
+  true_scores = jnp.take_along_axis(scores, labels[:, None].astype(jnp.int32), axis=1)
+  higher = jnp.sum(scores > true_scores, axis=1)
+  return jnp.mean((higher >= k).astype(jnp.float32))

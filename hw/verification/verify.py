@@ -1,0 +1,153 @@
+"""``hw verify``: check every hand-written VJP against autodiff and finite differences.
+
+For each op in the registry and each of its cases (float64): the forward value and the
+VJP for a random cotangent must match the autodiff reference within the op's tolerance
+(relative error ``max|a - b| / max(max|b|, tiny)``, 1e-10 by default), and
+``jax.test_util.check_grads`` (reverse mode, order 1) must pass where the case is
+differentiable. Each op also runs once in float32 under ``jit``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from typing import Mapping, Sequence
+
+from hw.verification.checks import CaseResult, check_case, check_float32_jit, fast_compilation
+from hw.verification.registry import REGISTRY, OpSpec, case_key
+
+
+@dataclasses.dataclass
+class OpReport:
+  """Summary of one op over all of its cases."""
+  op: str
+  cases: int
+  max_abs_err: float
+  max_rel_err: float
+  fd_pass: int
+  fd_fail: int
+  fd_na: int
+  float32_jit: str
+  passed: bool
+  failures: list[str]
+  case_results: list[CaseResult]
+
+  def to_json(self, with_cases: bool = True) -> dict:
+    data = {
+        "op": self.op, "cases": self.cases,
+        "max_abs_err": _finite_or_none(self.max_abs_err),
+        "max_rel_err": _finite_or_none(self.max_rel_err),
+        "finite_differences": {"pass": self.fd_pass, "fail": self.fd_fail, "n.a.": self.fd_na},
+        "float32_jit": self.float32_jit,
+        "status": "pass" if self.passed else "FAIL",
+        "failures": self.failures,
+    }
+    if with_cases:
+      data["case_results"] = [
+          {k: (_finite_or_none(v) if isinstance(v, float) else v)
+           for k, v in dataclasses.asdict(r).items()} for r in self.case_results]
+    return data
+
+
+def _finite_or_none(value: float):
+  return value if math.isfinite(value) else None
+
+
+def verify_op(spec: OpSpec, *, seed: int = 0, finite_differences: bool = True) -> OpReport:
+  """Run every check of ``spec`` and summarise."""
+  cases = list(spec.make_cases(case_key(seed, spec.name)))
+  results = [check_case(spec, case, finite_differences=finite_differences) for case in cases]
+  f32_ok, f32_message = check_float32_jit(spec, cases[spec.float32_case])
+  failures = []
+  for r in results:
+    if not r.passed:
+      reason = r.error or (
+          f"forward rel {r.forward_rel_err:.2e}, grad rel {r.grad_rel_err:.2e}, fd {r.fd}"
+          + (f" ({r.fd_note})" if r.fd == "fail" else ""))
+      failures.append(f"{r.case}: {reason}")
+  if not f32_ok:
+    failures.append(f"float32 jit: {f32_message}")
+  numbers = lambda attr: [getattr(r, attr) for r in results if not r.error]
+  worst = lambda values: max(values) if values else float("nan")
+  return OpReport(
+      op=spec.name, cases=len(cases),
+      max_abs_err=worst(numbers("forward_abs_err") + numbers("grad_abs_err")),
+      max_rel_err=worst(numbers("forward_rel_err") + numbers("grad_rel_err")),
+      fd_pass=sum(r.fd == "pass" for r in results),
+      fd_fail=sum(r.fd == "fail" for r in results),
+      fd_na=sum(r.fd == "n.a." for r in results),
+      float32_jit="pass" if f32_ok else "FAIL",
+      passed=not failures, failures=failures, case_results=results)
+
+
+def verify(registry: Mapping[str, OpSpec] = REGISTRY, *, ops: Sequence[str] | None = None,
+           seed: int = 0, finite_differences: bool = True) -> list[OpReport]:
+  names = list(registry) if not ops else list(ops)
+  unknown = [n for n in names if n not in registry]
+  if unknown:
+    raise ValueError(f"`ops` has names not in the registry: {unknown}; known: {list(registry)}")
+  with fast_compilation():
+    return [verify_op(registry[n], seed=seed, finite_differences=finite_differences)
+            for n in names]
+
+
+def format_table(reports: Sequence[OpReport]) -> str:
+  header = ("op", "cases", "max abs err", "max rel err", "finite diff (pass/fail/n.a.)",
+            "f32 jit", "status")
+  rows = [header]
+  for r in reports:
+    rows.append((r.op, str(r.cases), f"{r.max_abs_err:.2e}", f"{r.max_rel_err:.2e}",
+                 f"{r.fd_pass}/{r.fd_fail}/{r.fd_na}", r.float32_jit,
+                 "pass" if r.passed else "FAIL"))
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+  lines.insert(1, "  ".join("-" * w for w in widths))
+  for r in reports:
+    for failure in r.failures:
+      lines.append(f"FAIL {r.op} {failure}")
+  return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog="hw verify", description=__doc__.splitlines()[0])
+  parser.add_argument("--json", action="store_true", help="print the results as JSON")
+  parser.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+  parser.add_argument("--seed", type=int, default=0, help="seed of the random cases")
+  parser.add_argument("--no-finite-differences", action="store_true",
+                      help="skip the finite-difference checks (faster)")
+  parser.add_argument("--cases", action="store_true",
+                      help="with --json: include every case's numbers")
+  return parser.parse_args(list(argv))
+
+
+def main(argv: Sequence[str] | None = None, *,
+         registry: Mapping[str, OpSpec] = REGISTRY) -> int:
+  """Entry point of ``hw verify``. Returns 0 when every op passes, 1 otherwise."""
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  ops = [name.strip() for name in args.ops.split(",") if name.strip()]
+  start = time.perf_counter()
+  try:
+    reports = verify(registry, ops=ops, seed=args.seed,
+                     finite_differences=not args.no_finite_differences)
+  except ValueError as exc:
+    print(f"hw verify: {exc}", file=sys.stderr)
+    return 2
+  elapsed = time.perf_counter() - start
+  passed = all(r.passed for r in reports)
+  if args.json:
+    print(json.dumps({
+        "passed": passed, "seconds": round(elapsed, 2),
+        "ops": [r.to_json(with_cases=args.cases) for r in reports]}, indent=2))
+  else:
+    print(format_table(reports))
+    total = sum(r.cases for r in reports)
+    verdict = "all ops pass" if passed else f"{sum(not r.passed for r in reports)} op(s) FAIL"
+    print(f"\n{len(reports)} ops, {total} cases, {elapsed:.1f} s: {verdict}")
+  return 0 if passed else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
