@@ -1,0 +1,8 @@
+"""One configuration per SPEC question: ``experiments.<name>.get_config(profile)``.
+
+Profiles: "quick" (the whole EECS set in under 20 minutes on a 2-core CPU, still meeting
+the targets) and "full" (more epochs, wider grids).
+"""
+from experiments.registry import EXPERIMENTS, PROFILES, canonical_name, check_profile, get_config
+
+__all__ = ["EXPERIMENTS", "PROFILES", "canonical_name", "check_profile", "get_config"]

@@ -1,0 +1,36 @@
+"""Experiment names, profiles and the config lookup (re-exported by ``experiments``)."""
+from __future__ import annotations
+
+import importlib
+import re
+
+from hw.config import ExperimentConfig
+
+EXPERIMENTS = ("q2_3", "q2_4", "q3_3", "q3_4", "q4_3", "q4_4", "q5_3", "q5_4")
+PROFILES = ("quick", "full")
+
+
+def canonical_name(text: str) -> str:
+  """'Q5.3', 'q5.3', 'q5_3', '5.3' -> 'q5_3'.
+
+  Raises:
+    ValueError: for a name that is not a known experiment.
+  """
+  match = re.fullmatch(r"[qQ]?(\d+)[._](\d+)", text.strip())
+  name = f"q{match.group(1)}_{match.group(2)}" if match else text.strip().lower()
+  if name not in EXPERIMENTS:
+    raise ValueError(f"unknown experiment {text!r}; known: "
+                     f"{', '.join(n.replace('_', '.') for n in EXPERIMENTS)}")
+  return name
+
+
+def get_config(name: str, profile: str = "quick") -> ExperimentConfig:
+  """The configuration of experiment ``name`` (any spelling) under ``profile``."""
+  module = importlib.import_module(f"experiments.{canonical_name(name)}")
+  return module.get_config(profile)
+
+
+def check_profile(profile: str) -> str:
+  if profile not in PROFILES:
+    raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+  return profile

@@ -1,0 +1,132 @@
+"""The networks of the experiments, built from :mod:`hw.nn` layers, and a name registry.
+
+Every model maps a batch ``x`` of shape (N, ...) to scores of shape (N, num_outputs), or
+(N,) when ``num_outputs == 1`` (a single score for the logistic / hinge losses), and is
+called as ``model.apply(variables, x, train=..., rngs={"dropout": key})``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+
+from hw import nn as hnn
+
+
+def _outputs(scores: jax.Array, num_outputs: int) -> jax.Array:
+  return scores[:, 0] if num_outputs == 1 else scores
+
+
+class MLP(nn.Module):
+  """Fully connected net: [Dense–ReLU(–Dropout)] per hidden size, then Dense(num_outputs).
+
+  With no hidden sizes this is softmax regression (or a linear score when
+  ``num_outputs == 1``).
+  """
+  hidden_sizes: Sequence[int]
+  num_classes: int
+  dropout_rate: float = 0.0
+  weight_scale: float | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = hnn.flatten(x)
+    for width in self.hidden_sizes:
+      x = hnn.relu(hnn.Dense(int(width), weight_scale=self.weight_scale)(x))
+      if self.dropout_rate:
+        x = hnn.Dropout(self.dropout_rate)(x, train=train)
+    x = hnn.Dense(self.num_classes, weight_scale=self.weight_scale)(x)
+    return _outputs(x, self.num_classes)
+
+
+class ConvNet(nn.Module):
+  """Conv blocks then a fully connected head.
+
+  Each block ``(filters, size)``: conv (stride 1, ``padding``) [–BN] –ReLU–maxpool
+  ``pool`` [–dropout]; then flatten–fc ``hidden_size``[–BN]–ReLU[–dropout]–fc num_classes.
+  Q5.3 is ``conv_blocks=((32, 7),), hidden_size=100``; Q5.4 adds batch norm and dropout.
+  """
+  conv_blocks: Sequence[tuple[int, int]]
+  hidden_size: int
+  num_classes: int
+  batch_norm: bool = False
+  dropout_rate: float = 0.0
+  conv_dropout: bool = True          # dropout after each conv block too (when rate > 0)
+  padding: str = "VALID"
+  pool: int = 2
+  weight_scale: float | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f"ConvNet expects NHWC images of rank 4, got shape {x.shape}")
+    for filters, size in self.conv_blocks:
+      x = hnn.Conv(int(filters), int(size), padding=self.padding,
+                   weight_scale=self.weight_scale, use_bias=not self.batch_norm)(x)
+      if self.batch_norm:
+        x = hnn.BatchNorm()(x, train=train)
+      x = hnn.max_pool(hnn.relu(x), self.pool)
+      if self.dropout_rate and self.conv_dropout:
+        x = hnn.Dropout(self.dropout_rate)(x, train=train)
+    x = hnn.flatten(x)
+    x = hnn.Dense(int(self.hidden_size), weight_scale=self.weight_scale,
+                  use_bias=not self.batch_norm)(x)
+    if self.batch_norm:
+      x = hnn.BatchNorm()(x, train=train)
+    x = hnn.relu(x)
+    if self.dropout_rate:
+      x = hnn.Dropout(self.dropout_rate)(x, train=train)
+    x = hnn.Dense(self.num_classes, weight_scale=self.weight_scale)(x)
+    return _outputs(x, self.num_classes)
+
+
+def _linear(*, num_outputs: int, weight_scale: float | None) -> nn.Module:
+  return MLP(hidden_sizes=(), num_classes=num_outputs, weight_scale=weight_scale)
+
+
+def _mlp(*, num_outputs: int, weight_scale: float | None, hidden_sizes: Sequence[int] = (100,),
+         dropout_rate: float = 0.0) -> nn.Module:
+  return MLP(hidden_sizes=tuple(int(h) for h in hidden_sizes), num_classes=num_outputs,
+             dropout_rate=dropout_rate, weight_scale=weight_scale)
+
+
+def _cnn(*, num_outputs: int, weight_scale: float | None, filters: int = 32,
+         filter_size: int = 7, hidden_size: int = 100) -> nn.Module:
+  return ConvNet(conv_blocks=((int(filters), int(filter_size)),), hidden_size=int(hidden_size),
+                 num_classes=num_outputs, weight_scale=weight_scale)
+
+
+def _cnn_bn(*, num_outputs: int, weight_scale: float | None,
+            conv_blocks: Sequence[Sequence[int]] = ((32, 5),), hidden_size: int = 100,
+            dropout_rate: float = 0.25, conv_dropout: bool = True, padding: str = "VALID",
+            batch_norm: bool = True) -> nn.Module:
+  blocks = tuple((int(f), int(k)) for f, k in conv_blocks)
+  return ConvNet(conv_blocks=blocks, hidden_size=int(hidden_size), num_classes=num_outputs,
+                 batch_norm=batch_norm, dropout_rate=float(dropout_rate),
+                 conv_dropout=conv_dropout, padding=padding, weight_scale=weight_scale)
+
+
+# name -> constructor(*, num_outputs, weight_scale, **model_kwargs). A "vgg" entry (CIFAR-10,
+# SPEC A6) is to be added here.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "linear": _linear,
+    "mlp": _mlp,
+    "cnn": _cnn,
+    "cnn_bn": _cnn_bn,
+}
+
+
+def create_model(name: str, *, num_outputs: int, weight_scale: float | None = None,
+                 **model_kwargs: Any) -> nn.Module:
+  """The registered model ``name`` with ``num_outputs`` scores per example.
+
+  Raises:
+    ValueError: for an unknown name or keyword.
+  """
+  if name not in MODELS:
+    raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+  try:
+    return MODELS[name](num_outputs=num_outputs, weight_scale=weight_scale, **model_kwargs)
+  except TypeError as error:
+    raise ValueError(f"bad keyword for model {name!r}: {error}") from None

@@ -1,0 +1,170 @@
+"""Learning-curve plots and results/REPORT.md, built from the experiments' results JSON."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import pathlib
+from typing import Any, Mapping, Sequence
+
+
+def plot_learning_curves(results: Mapping[str, Any], path: str | os.PathLike) -> pathlib.Path:
+  """Two panels: accuracy and loss per epoch. The selected grid point's train and
+  validation curves are drawn bold; every other point's validation accuracy thin."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  path = pathlib.Path(path)
+  selected = results["selected"]["index"]
+  fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
+  for point in results["grid"]:
+    epochs = [r["epoch"] for r in point["history"]]
+    if point["index"] == selected:
+      continue
+    acc_ax.plot(epochs, [r["val_accuracy"] for r in point["history"]], lw=0.8, alpha=0.6,
+                label=f"val: {point['label']}")
+  best = results["grid"][selected]
+  epochs = [r["epoch"] for r in best["history"]]
+  for key, style in (("train", "--"), ("val", "-")):
+    acc_ax.plot(epochs, [r[f"{key}_accuracy"] for r in best["history"]], style, lw=2, color="k",
+                label=f"{key} (selected: {best['label']})")
+    loss_ax.plot(epochs, [r[f"{key}_loss"] for r in best["history"]], style, lw=2, color="k",
+                 label=f"{key} (selected)")
+  acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+  loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (selected point)")
+  for ax in (acc_ax, loss_ax):
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(f"{results['title']} — test accuracy {results['test_accuracy']:.4f}", fontsize=10)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _percent(value: float | None) -> str:
+  return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def verdict(test_accuracy: float, target: float | None) -> str:
+  if target is None:
+    return "no target"
+  if test_accuracy >= target:
+    return f"PASS (+{100 * (test_accuracy - target):.2f} pp)"
+  return f"SHORT by {100 * (target - test_accuracy):.2f} pp"
+
+
+def _experiment_section(name: str, results: Mapping[str, Any] | None,
+                        status: Mapping[str, Any] | None) -> list[str]:
+  status = status or {}
+  if results is None:
+    title = status.get("title", name)
+    lines = [f"### {title}", ""]
+    lines.append(f"**Not run** — {status.get('status', 'not run')}: "
+                 f"{status.get('message', 'no results yet')}")
+    if status.get("reported"):
+      lines.append(f"\nReported: {', '.join(status['reported'])}; target: "
+                   f"{_percent(status.get('target'))}.")
+    return lines + [""]
+  config = results["config"]
+  lines = [f"### {results['title']}", ""]
+  if status.get("status") not in (None, "complete"):
+    lines += [f"> Latest attempt: **{status['status']}** — {status.get('message', '')}", ""]
+  lines += [
+      "| reported | ours (test) | target | verdict |",
+      "|---|---|---|---|",
+      f"| {', '.join(results.get('reported') or []) or '—'} | "
+      f"**{_percent(results['test_accuracy'])}** | {_percent(results.get('target'))} | "
+      f"{verdict(results['test_accuracy'], results.get('target'))} |",
+      "",
+      f"Selected on validation: **{results['selected']['label']}** "
+      f"(validation accuracy {_percent(results['selected']['val_accuracy'])}). "
+      f"Model `{config['model']}` {json.dumps(config['model_kwargs'])}, loss `{config['loss']}`, "
+      f"optimiser `{config['optimizer']}` lr {config['learning_rate']:g} "
+      f"(×{config['lr_decay']:g}/epoch), batch {config['batch_size']}, "
+      f"weight scale {config['weight_scale']}, {config['epochs']} epochs, seed {config['seed']}, "
+      f"profile `{config.get('profile', '?')}`.",
+      "",
+      f"Data: {results['data']['source']} — train {results['data']['train']}, validation "
+      f"{results['data']['validation']}, test {results['data']['test']}.",
+      "",
+      f"Time: {results['train_seconds']:.1f} s of training in all "
+      f"({results['seconds_per_epoch']:.2f} s/epoch median; "
+      f"{results['platform']['backend']}, {results['platform']['cpus']} CPUs); "
+      f"last call {results['wall_time_s']:.1f} s wall.",
+      "",
+      "| grid point | epochs | train loss | train acc | val loss | val acc | s |",
+      "|---|---|---|---|---|---|---|",
+  ]
+  for point in results["grid"]:
+    mark = " ←" if point["index"] == results["selected"]["index"] else ""
+    lines.append(f"| {point['label']}{mark} | {point['epochs']} | {point['train_loss']:.4f} | "
+                 f"{_percent(point['train_accuracy'])} | {point['val_loss']:.4f} | "
+                 f"{_percent(point['val_accuracy'])} | {point['train_seconds']:.1f} |")
+  if config.get("notes"):
+    lines += ["", config["notes"]]
+  lines += ["", f"![{name} learning curves]({name}.png)", ""]
+  return lines
+
+
+def _step_line(label: str, step: Mapping[str, Any] | None) -> str:
+  if not step:
+    return f"- **{label}**: not run in this results folder."
+  detail = f" — {step['message']}" if step.get("message") else ""
+  seconds = f" ({step['seconds']:.1f} s)" if step.get("seconds") is not None else ""
+  return f"- **{label}**: {step['status']}{seconds}{detail}"
+
+
+def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
+                 experiments: Sequence[str]) -> pathlib.Path:
+  """(Re)write ``results_dir/REPORT.md`` from ``state`` and every ``<name>.json`` present.
+
+  Args:
+    results_dir: the results folder.
+    state: the reproduce run's record: {"verify": step, "paper": step, "experiments":
+      {name: {"status", "message", ...}}, "profile", "exit_code"}; a step is
+      {"status", "seconds", "message"}.
+    experiments: experiment names, in report order.
+  """
+  results_dir = pathlib.Path(results_dir)
+  now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  lines = ["# `hw reproduce` report", "",
+           f"Updated {now}; profile `{state.get('profile', '?')}`.", "",
+           "## Checks", "",
+           _step_line("hw verify (every hand-written VJP against autodiff and finite differences)",
+                      state.get("verify")),
+           _step_line("hw paper (worked numbers of the write-ups)", state.get("paper")),
+           "", "## Experiments", "",
+           "| question | reported | ours | target | verdict | selected | train time |",
+           "|---|---|---|---|---|---|---|"]
+  sections: list[str] = []
+  statuses = state.get("experiments", {})
+  for name in experiments:
+    path = results_dir / f"{name}.json"
+    results = json.loads(path.read_text()) if path.exists() else None
+    status = statuses.get(name)
+    if results is None:
+      label = (status or {}).get("title", name).split(" ")[0]
+      reported = ", ".join((status or {}).get("reported", [])) or "—"
+      lines.append(f"| {label} | {reported} | — | {_percent((status or {}).get('target'))} | "
+                   f"{(status or {}).get('status', 'not run')} | — | — |")
+    else:
+      lines.append(
+          f"| {results['title'].split(' ')[0]} | {', '.join(results.get('reported') or []) or '—'} "
+          f"| {_percent(results['test_accuracy'])} | {_percent(results.get('target'))} | "
+          f"{verdict(results['test_accuracy'], results.get('target'))} | "
+          f"{results['selected']['label']} | {results['train_seconds']:.0f} s |")
+    sections += _experiment_section(name, results, status)
+  lines += ["", "Exit status: 0 when every step that ran succeeded and every experiment that ran "
+            "met its target; 1 on a real failure (verify/paper failing or missing, an experiment "
+            "crashing or diverging, or missing its target). An experiment whose data is "
+            "unavailable is reported as skipped and is not a failure.", ""]
+  lines += ["## Per question", ""] + sections
+  path = results_dir / "REPORT.md"
+  results_dir.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".md.tmp")
+  tmp.write_text("\n".join(lines) + "\n")
+  os.replace(tmp, path)
+  return path

@@ -1,0 +1,270 @@
+"""``hw reproduce``: verify every VJP, recompute the worked numbers, run the experiments and
+write ``results/REPORT.md`` (rewritten after every step, so an interruption loses nothing).
+
+Rerunning resumes: an experiment whose ``<name>.json`` matches its current configuration
+is not retrained (``--force`` retrains it), and an interrupted one resumes from its
+per-epoch checkpoints.
+
+Exit status: 0 when every step that ran succeeded and every experiment that ran met its
+target; 1 on a real failure: ``hw verify`` or ``hw paper`` failing or missing, an
+experiment crashing or diverging, or an experiment falling short of its target. An
+experiment whose data cannot be had (no MNIST folder and offline) is reported as skipped
+and is not a failure. 2 for bad command-line arguments; 130 when interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+STATE_FILE = "reproduce_state.json"
+CHECKS = ("verify", "paper")
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="hw reproduce",
+      description="Run hw verify, hw paper and the experiments; write RESULTS_DIR/REPORT.md.",
+      epilog="Exit status: 0 all good; 1 a step failed or missed its target (missing data "
+             "is a skip, not a failure); 2 bad arguments; 130 interrupted.")
+  parser.add_argument("--profile", choices=("quick", "full"), default="quick",
+                      help="quick: the EECS questions in under 20 minutes on a 2-core CPU; "
+                           "full: more epochs, wider grids (default: quick)")
+  parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                      help="run only this experiment (q5.3, q5_3, Q5.3) or check (verify, "
+                           "paper); repeatable")
+  parser.add_argument("--data-dir", default=None,
+                      help="folder with mnist/ (and cifar10/); default: $HW_DATA_DIR, else "
+                           "tensorflow-datasets when online")
+  parser.add_argument("--binary-data", default=None, metavar="PATH",
+                      help="a pickle (features, targets) for Q2/Q3; default: the "
+                           "deterministic stand-in")
+  parser.add_argument("--results-dir", default="results", help="default: results/")
+  parser.add_argument("--seed", type=int, default=None, help="override every experiment's seed")
+  parser.add_argument("--force", action="store_true",
+                      help="retrain finished experiments from scratch")
+  return parser
+
+
+class _Tee(io.TextIOBase):
+  """Writes to several streams (a check's output goes to the console and to its log)."""
+
+  def __init__(self, *streams):
+    self.streams = streams
+
+  def write(self, text: str) -> int:
+    for stream in self.streams:
+      stream.write(text)
+    return len(text)
+
+  def flush(self) -> None:
+    for stream in self.streams:
+      stream.flush()
+
+
+def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
+  """Run ``hw.verification.<name>.main([])`` in-process; its output also goes to
+  ``results_dir/<name>.log``. Returns the step record {status, exit_code, seconds, message}."""
+  began = time.perf_counter()
+  module_name = f"hw.verification.{name}"
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as error:
+    if error.name not in (module_name, "hw.verification"):
+      raise
+    return {"status": "missing", "exit_code": None, "seconds": 0.0,
+            "message": f"{module_name} is not available in this checkout"}
+  log_path = results_dir / f"{name}.log"
+  print(f"\n== hw {name} ==", flush=True)
+  import jax
+  x64 = jax.config.jax_enable_x64  # a check runs in float64; training must not inherit it
+  with open(log_path, "w") as log:
+    tee = _Tee(sys.stdout, log)
+    try:
+      with contextlib.redirect_stdout(tee):
+        code = int(module.main([]) or 0)
+    except KeyboardInterrupt:
+      raise
+    except SystemExit as error:  # an argparse-style main may exit
+      code = error.code if isinstance(error.code, int) else 1
+    except Exception:
+      text = traceback.format_exc()
+      log.write(text)
+      print(text, file=sys.stderr)
+      return {"status": "error", "exit_code": None, "seconds": time.perf_counter() - began,
+              "message": f"raised {text.strip().splitlines()[-1]} (see {log_path.name})"}
+    finally:
+      jax.config.update("jax_enable_x64", x64)
+  status = "passed" if code == 0 else "FAILED"
+  return {"status": status, "exit_code": code, "seconds": time.perf_counter() - began,
+          "message": f"exit code {code}; output in {log_path.name}"}
+
+
+def _finished(results_dir: pathlib.Path, config, binary_data: str | None) -> bool:
+  """Whether ``<name>.json`` holds complete results of exactly this configuration."""
+  from hw import train
+  path = results_dir / f"{config.name}.json"
+  if not path.exists():
+    return False
+  try:
+    results = json.loads(path.read_text())
+  except json.JSONDecodeError:
+    return False
+  if results.get("status") != "complete":
+    return False
+  if results.get("fingerprint") != train.fingerprint(config, include_epochs=True):
+    return False
+  if config.dataset == "binary":
+    expected = f"binary task ({binary_data or 'deterministic stand-in'})"
+    return results.get("data", {}).get("source") == expected
+  return True
+
+
+def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
+                   binary_data: str | None, force: bool) -> dict[str, Any]:
+  """Train (or resume, or skip when finished) one experiment; returns its status record."""
+  from hw import data, report, train
+  record: dict[str, Any] = {"title": config.title, "reported": list(config.reported),
+                            "target": config.target, "profile": config.profile}
+  if force:
+    shutil.rmtree(results_dir / "checkpoints" / config.name, ignore_errors=True)
+  elif _finished(results_dir, config, binary_data):
+    path = results_dir / f"{config.name}.json"
+    results = json.loads(path.read_text())
+    # Descriptive fields (title, reported numbers, target) may change without retraining.
+    current = {"title": config.title, "reported": list(config.reported), "target": config.target,
+               "meets_target": None if config.target is None
+               else bool(results["test_accuracy"] >= config.target)}
+    if any(results.get(key) != value for key, value in current.items()):
+      results.update(current)
+      path.write_text(json.dumps(results, indent=1))
+    png = results_dir / f"{config.name}.png"
+    if not png.exists():
+      report.plot_learning_curves(results, png)
+    print(f"[reproduce] {config.name}: already complete in {results_dir} (use --force to retrain)")
+    status = "short of target" if results["meets_target"] is False else "complete"
+    return {**record, "status": status, "message": "finished earlier; not retrained"}
+  print(f"\n== {config.title} ({config.profile}) ==", flush=True)
+  began = time.perf_counter()
+  try:
+    results = train.train_and_evaluate(config, results_dir, data_dir=data_dir,
+                                       binary_data=binary_data)
+  except data.DataError as error:
+    print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)
+    return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
+  except train.TrainingDiverged as error:
+    print(f"[reproduce] {error}", file=sys.stderr)
+    return {**record, "status": "diverged", "message": str(error)}
+  except (KeyboardInterrupt, SystemExit):
+    raise
+  except Exception as error:
+    traceback.print_exc()
+    return {**record, "status": "failed", "message": f"{type(error).__name__}: {error}"}
+  seconds = time.perf_counter() - began
+  met = results["meets_target"]
+  status = "complete" if met in (None, True) else "short of target"
+  print(f"[reproduce] {config.name}: test accuracy {results['test_accuracy']:.4f} "
+        f"(target {config.target}) selected {results['selected']['label']} in {seconds:.0f} s")
+  return {**record, "status": status, "message": f"trained in {seconds:.0f} s"}
+
+
+def _load_state(results_dir: pathlib.Path) -> dict[str, Any]:
+  path = results_dir / STATE_FILE
+  if path.exists():
+    try:
+      return json.loads(path.read_text())
+    except json.JSONDecodeError:
+      pass
+  return {"experiments": {}}
+
+
+def _save(results_dir: pathlib.Path, state: dict[str, Any], experiments: Sequence[str]) -> None:
+  from hw import report
+  state["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+  path = results_dir / STATE_FILE
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(state, indent=1))
+  os.replace(tmp, path)
+  report.write_report(results_dir, state, experiments)
+
+
+def _selection(only: Sequence[str]) -> tuple[list[str], list[str]]:
+  """(checks, experiments) named by --only (all of both when empty)."""
+  from experiments import registry as experiments
+  if not only:
+    return list(CHECKS), list(experiments.EXPERIMENTS)
+  checks, names = [], []
+  for item in only:
+    if item.strip().lower() in CHECKS:
+      checks.append(item.strip().lower())
+    else:
+      names.append(experiments.canonical_name(item))
+  return checks, list(dict.fromkeys(names))
+
+
+def main(argv: Sequence[str] | None = None,
+         *, get_config: Callable[[str, str], Any] | None = None) -> int:
+  """Entry point of ``hw reproduce``; ``get_config(name, profile)`` may be swapped (tests)."""
+  from experiments import registry as experiments
+  args = _parser().parse_args(argv)
+  try:
+    checks, names = _selection(args.only)
+  except ValueError as error:
+    print(f"hw reproduce: {error}", file=sys.stderr)
+    return 2
+  get_config = get_config or experiments.get_config
+  results_dir = pathlib.Path(args.results_dir)
+  results_dir.mkdir(parents=True, exist_ok=True)
+  state = _load_state(results_dir)
+  state["profile"] = args.profile
+  for name in experiments.EXPERIMENTS:  # so the report lists every question from the start
+    if name not in state["experiments"]:
+      config = get_config(name, args.profile)
+      state["experiments"][name] = {"title": config.title, "reported": list(config.reported),
+                                    "target": config.target, "profile": config.profile,
+                                    "status": "not run", "message": "not run yet"}
+  failures: list[str] = []
+  try:
+    for check in checks:
+      state[check] = run_check(check, results_dir)
+      if state[check]["status"] != "passed":
+        failures.append(f"hw {check}: {state[check]['status']}")
+      _save(results_dir, state, experiments.EXPERIMENTS)
+    for name in names:
+      config = get_config(name, args.profile)
+      if args.seed is not None:
+        config = config.replace(seed=args.seed)
+      record = run_experiment(config, results_dir, data_dir=args.data_dir,
+                              binary_data=args.binary_data, force=args.force)
+      state["experiments"][name] = record
+      if record["status"] not in ("complete", "skipped"):
+        failures.append(f"{name}: {record['status']}")
+      _save(results_dir, state, experiments.EXPERIMENTS)
+  except KeyboardInterrupt:
+    _save(results_dir, state, experiments.EXPERIMENTS)
+    print(f"\n[reproduce] interrupted; rerun the same command to resume. Report so far: "
+          f"{results_dir / 'REPORT.md'}", file=sys.stderr)
+    return 130
+  state["exit_code"] = 1 if failures else 0
+  _save(results_dir, state, experiments.EXPERIMENTS)
+  skipped = [n for n in names if state["experiments"][n]["status"] == "skipped"]
+  print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}")
+  if skipped:
+    print(f"[reproduce] skipped for lack of data: {', '.join(skipped)}")
+  if failures:
+    print("[reproduce] FAILURES:\n  " + "\n  ".join(failures), file=sys.stderr)
+  return state["exit_code"]
+
+
+if __name__ == "__main__":
+  sys.exit(main())

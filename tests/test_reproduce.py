@@ -1,0 +1,67 @@
+"""`hw reproduce` end to end on tiny configurations (the binary stand-in needs no download)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments import registry
+from hw import reproduce
+
+
+def _tiny(name: str, profile: str):
+  """The real Q2.3 configuration cut down to a few epochs."""
+  return registry.get_config(name, profile).replace(epochs=3, grid={"learning_rate": [0.1, 1.0]})
+
+
+def test_only_one_experiment_writes_json_png_and_report(tmp_path, capsys):
+  argv = ["--only", "Q2.3", "--results-dir", str(tmp_path)]
+  code = reproduce.main(argv, get_config=_tiny)
+  results = json.loads((tmp_path / "q2_3.json").read_text())
+  assert code == (1 if results["meets_target"] is False else 0)
+  assert (tmp_path / "q2_3.png").stat().st_size > 1000
+  assert [point["params"] for point in results["grid"]] == [{"learning_rate": 0.1},
+                                                             {"learning_rate": 1.0}]
+  report = (tmp_path / "REPORT.md").read_text()
+  assert "Q2.3 logistic classifier" in report and "learning_rate=0.1" in report
+  assert "learning_rate=1.0" in report and "![q2_3 learning curves](q2_3.png)" in report
+  assert f"{100 * results['test_accuracy']:.2f}%" in report
+  assert "Q5.3" in report  # the other questions are listed as not run
+
+  before = (tmp_path / "q2_3.json").stat().st_mtime_ns
+  assert reproduce.main(argv, get_config=_tiny) == code  # finished: not retrained
+  assert (tmp_path / "q2_3.json").stat().st_mtime_ns == before
+  assert "already complete" in capsys.readouterr().out
+
+
+def test_missing_mnist_is_reported_and_not_a_failure(tmp_path):
+  empty = tmp_path / "no_data"
+  empty.mkdir()
+  code = reproduce.main(["--only", "q4_3", "--results-dir", str(tmp_path / "results"),
+                         "--data-dir", str(empty)])
+  assert code == 0
+  report = (tmp_path / "results" / "REPORT.md").read_text()
+  assert "data unavailable" in report and "Q4.3" in report
+  assert not (tmp_path / "results" / "q4_3.json").exists()
+
+
+@pytest.mark.parametrize("spelling", ["q5.3", "q5_3", "Q5.3", "5.3"])
+def test_experiment_names_are_accepted_in_every_spelling(spelling):
+  assert registry.canonical_name(spelling) == "q5_3"
+
+
+def test_unknown_experiment_is_a_usage_error(tmp_path, capsys):
+  assert reproduce.main(["--only", "q9.9", "--results-dir", str(tmp_path)]) == 2
+  assert "unknown experiment 'q9.9'" in capsys.readouterr().err
+
+
+def test_every_experiment_has_quick_and_full_configs():
+  for name in registry.EXPERIMENTS:
+    quick, full = registry.get_config(name, "quick"), registry.get_config(name, "full")
+    assert quick.name == full.name == name and quick.grid and (quick.target is not None or quick.dataset == "binary")
+    assert full.epochs >= quick.epochs
+
+
+def test_a_missing_check_module_is_reported_as_missing(tmp_path):
+  record = reproduce.run_check("no_such_check", tmp_path)
+  assert record["status"] == "missing" and "hw.verification.no_such_check" in record["message"]
