@@ -1,0 +1,320 @@
+"""Per-op forward and forward+backward timings at the shapes the benchmarked models use.
+
+For each op and shape, interleaved: the ``hw.ops`` custom VJP, ``jax.vjp`` of the
+standard lax / jax.nn / optax equivalent (what Flax layers use), and PyTorch autograd on
+the CPU (NCHW). "f+b" is one call computing the output and the input gradients for a
+fixed random cotangent, as a train step pays for them; "bwd" is f+b minus fwd.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from benchmarks import architectures as arch
+from benchmarks import models_torch, timing
+
+try:
+  import torch
+  import torch.nn.functional as F
+except ImportError:
+  torch = None
+
+
+@dataclasses.dataclass
+class JaxImpl:
+  fn: Callable[..., jax.Array]   # fn(*diff_args, *other_args)
+  diff_args: Sequence[np.ndarray]
+  other_args: Sequence[np.ndarray] = ()
+
+
+@dataclasses.dataclass
+class OpCase:
+  """One op at one shape: its JAX implementations by name and the PyTorch version."""
+  op: str
+  shape: str
+  models: list[str]
+  jax_impls: dict[str, JaxImpl]
+  torch_impl: tuple[Callable[..., Any], list[np.ndarray], list[np.ndarray]] | None
+  # torch_impl: (fn, diff_args, other_args) with arrays already in torch's layout
+  torch_threads: Sequence[int] = ()   # set_num_threads settings, each measured
+
+
+def _jax_runners(impl: JaxImpl) -> tuple[timing.Runner, timing.Runner]:
+  diff = [jnp.asarray(a) for a in impl.diff_args]
+  other = [jnp.asarray(a) for a in impl.other_args]
+  n_diff = len(diff)
+
+  def forward(*args):
+    return impl.fn(*args)
+
+  def forward_backward(*args_and_ct):
+    *args, cotangent = args_and_ct
+    diff_args, other_args = args[:n_diff], args[n_diff:]
+    out, vjp = jax.vjp(lambda *d: impl.fn(*d, *other_args), *diff_args)
+    return out, vjp(cotangent)
+
+  out_shape = jax.eval_shape(forward, *diff, *other)
+  cotangent = jnp.asarray(np.random.default_rng(1).standard_normal(out_shape.shape),
+                          dtype=out_shape.dtype)
+  fwd, fb = jax.jit(forward), jax.jit(forward_backward)
+
+  def run_fwd(steps: int) -> None:
+    out = None
+    for _ in range(steps):
+      out = fwd(*diff, *other)
+    jax.block_until_ready(out)
+
+  def run_fb(steps: int) -> None:
+    out = None
+    for _ in range(steps):
+      out = fb(*diff, *other, cotangent)
+    jax.block_until_ready(out)
+
+  return run_fwd, run_fb
+
+
+def _torch_runners(fn, diff_args, other_args,
+                   threads: int) -> tuple[timing.Runner, timing.Runner]:
+  diff = [torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True) for a in diff_args]
+  other = [torch.from_numpy(np.ascontiguousarray(a)) for a in other_args]
+  with torch.no_grad():
+    shape = fn(*diff, *other).shape
+  cotangent = torch.from_numpy(
+      np.random.default_rng(1).standard_normal(tuple(shape)).astype(np.float32))
+
+  def run_fwd(steps: int) -> None:
+    torch.set_num_threads(threads)
+    with torch.no_grad():
+      for _ in range(steps):
+        fn(*diff, *other)
+
+  def run_fb(steps: int) -> None:
+    torch.set_num_threads(threads)
+    for _ in range(steps):
+      out = fn(*diff, *other)
+      torch.autograd.grad(out, diff, cotangent)
+
+  return run_fwd, run_fb
+
+
+# ---- the ops: hw.ops, the standard JAX equivalent, torch --------------------------------
+
+def _rand(rng, *shape):
+  return rng.standard_normal(shape).astype(np.float32)
+
+
+def _conv_case(x_shape, layer: arch.Conv, rng, *, input_grad: bool = True) -> OpCase:
+  """conv2d; ``input_grad=False`` for a first layer, whose input (the images) needs no dX."""
+  from hw import ops
+  k, c, f = layer.kernel_size, x_shape[-1], layer.features
+  x, w, b = _rand(rng, *x_shape), _rand(rng, k, k, c, f) * 0.1, _rand(rng, f)
+  pad = layer.padding
+  dn = ("NHWC", "HWIO", "NHWC")
+  params = [w, b] if layer.use_bias else [w]
+
+  def hw_fn(*args):
+    if input_grad:
+      x, w, *b = args
+    else:
+      w, *b, x = args
+    return ops.conv2d(x, w, b[0] if b else None, padding=pad)
+
+  def ref_fn(*args):
+    if input_grad:
+      x, w, *b = args
+    else:
+      w, *b, x = args
+    y = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=dn)
+    return y + b[0] if b else y
+
+  diff, other = ([x] + params, []) if input_grad else (params, [x])
+  torch_impl = None
+  if torch is not None:
+    torch_x, torch_params = x.transpose(0, 3, 1, 2), [w.transpose(3, 2, 0, 1)] + params[1:]
+    torch_pad = 0 if pad == "VALID" else "same"
+
+    def torch_fn(*args):
+      if input_grad:
+        x, w, *b = args
+      else:
+        w, *b, x = args
+      return F.conv2d(x, w, b[0] if b else None, padding=torch_pad)
+
+    torch_impl = ((torch_fn, [torch_x] + torch_params, []) if input_grad
+                  else (torch_fn, torch_params, [torch_x]))
+  shape = (f"x {'x'.join(map(str, x_shape))}, w {k}x{k}x{c}x{f}, {pad}"
+           + ("" if input_grad else ", no dX"))
+  return OpCase("conv2d", shape, [], {"hw": JaxImpl(hw_fn, diff, other),
+                                      "autodiff": JaxImpl(ref_fn, diff, other)}, torch_impl)
+
+
+def _pool_case(x_shape, layer: arch.MaxPool, rng) -> OpCase:
+  from hw import ops
+  k = layer.window
+  x = _rand(rng, *x_shape)
+  n, h, w, c = x_shape
+
+  def ref_fn(x):   # what flax.linen.max_pool does: reduce_window, autodiff -> select_and_scatter
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, k, k, 1), "VALID")
+
+  def reshape_fn(x):   # max over a reshaped (N, H/k, k, W/k, k, C) view, autodiff
+    ho, wo = h // k, w // k
+    return x[:, :ho * k, :wo * k].reshape(n, ho, k, wo, k, c).max(axis=(2, 4))
+
+  impls = {"hw": JaxImpl(lambda x: ops.max_pool(x, k), [x]),
+           "autodiff": JaxImpl(ref_fn, [x]),
+           "autodiff-reshape": JaxImpl(reshape_fn, [x])}
+  torch_impl = None
+  if torch is not None:
+    torch_impl = (lambda x: F.max_pool2d(x, k), [x.transpose(0, 3, 1, 2)], [])
+  return OpCase("max_pool", f"x {'x'.join(map(str, x_shape))}, window {k}", [], impls,
+                torch_impl)
+
+
+def _bn_case(x_shape, layer: arch.BatchNorm, rng) -> OpCase:
+  from hw import ops
+  eps = layer.epsilon
+  c = x_shape[-1]
+  x, g, b = _rand(rng, *x_shape), _rand(rng, c), _rand(rng, c)
+  axes = tuple(range(len(x_shape) - 1))
+
+  def ref_fn(x, g, b):   # as flax.linen.BatchNorm in training mode
+    mean = x.mean(axes)
+    var = jnp.maximum((x * x).mean(axes) - mean * mean, 0.0)
+    return (x - mean) * (g * lax.rsqrt(var + eps)) + b
+
+  torch_impl = None
+  if torch is not None:
+    tx = x.transpose(0, 3, 1, 2) if len(x_shape) == 4 else x
+    torch_impl = (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True, eps=eps),
+                  [tx, g, b], [])
+  return OpCase("batch_norm", f"x {'x'.join(map(str, x_shape))}", [],
+                {"hw": JaxImpl(lambda x, g, b: ops.batch_norm(x, g, b, eps=eps), [x, g, b]),
+                 "autodiff": JaxImpl(ref_fn, [x, g, b])}, torch_impl)
+
+
+def _linear_case(x_shape, layer: arch.Dense, rng, *, input_grad: bool = True) -> OpCase:
+  """linear; ``input_grad=False`` for a first layer, whose input needs no dX."""
+  from hw import ops
+  d, f = x_shape[-1], layer.features
+  x, w, b = _rand(rng, *x_shape), _rand(rng, d, f) * 0.05, _rand(rng, f)
+  params = [w, b] if layer.use_bias else [w]
+
+  def split(args):
+    if input_grad:
+      x, w, *b = args
+    else:
+      w, *b, x = args
+    return x, w, (b[0] if b else None)
+
+  def hw_fn(*args):
+    return ops.linear(*split(args))
+
+  def ref_fn(*args):
+    x, w, b = split(args)
+    y = x @ w
+    return y if b is None else y + b
+
+  diff, other = ([x] + params, []) if input_grad else (params, [x])
+  torch_impl = None
+  if torch is not None:
+    torch_params = [np.ascontiguousarray(w.T)] + params[1:]
+    torch_impl = ((lambda *args: F.linear(*split(args)), [x] + torch_params, []) if input_grad
+                  else (lambda *args: F.linear(*split(args)), torch_params, [x]))
+  shape = f"x {'x'.join(map(str, x_shape))}, w {d}x{f}" + ("" if input_grad else ", no dX")
+  return OpCase("linear", shape, [], {"hw": JaxImpl(hw_fn, diff, other),
+                                      "autodiff": JaxImpl(ref_fn, diff, other)}, torch_impl)
+
+
+def _loss_case(logits_shape, rng) -> OpCase:
+  from hw import ops
+  logits = _rand(rng, *logits_shape)
+  labels = rng.integers(0, logits_shape[-1], logits_shape[0]).astype(np.int32)
+  torch_impl = None
+  if torch is not None:
+    torch_impl = (lambda z, y: F.cross_entropy(z, y), [logits], [labels.astype(np.int64)])
+  return OpCase(
+      "softmax_cross_entropy", f"logits {'x'.join(map(str, logits_shape))}", [],
+      {"hw": JaxImpl(lambda z, y: ops.softmax_cross_entropy(z, y), [logits], [labels]),
+       "autodiff": JaxImpl(
+           lambda z, y: optax.softmax_cross_entropy_with_integer_labels(z, y).mean(),
+           [logits], [labels])},
+      torch_impl)
+
+
+OPS = ("conv2d", "max_pool", "batch_norm", "softmax_cross_entropy", "linear")
+
+
+def cases_for(architectures: Sequence[arch.Architecture], *, batch: int,
+              ops: Sequence[str] = OPS, seed: int = 0) -> list[OpCase]:
+  """One case per distinct (op, shape) met in the architectures' layers, in order."""
+  rng = np.random.default_rng(seed)
+  cases: dict[tuple[str, str], OpCase] = {}
+  for architecture in architectures:
+    after_parameters = False   # below the first conv/dense layer no input gradient is needed
+    for layer, shape in arch.trace_shapes(architecture.layers, batch, architecture.image_shape):
+      if layer == "loss":
+        case = _loss_case(shape, rng)
+      elif isinstance(layer, arch.Conv):
+        case = _conv_case(shape, layer, rng, input_grad=after_parameters)
+      elif isinstance(layer, arch.MaxPool):
+        case = _pool_case(shape, layer, rng)
+      elif isinstance(layer, arch.BatchNorm):
+        case = _bn_case(shape, layer, rng)
+      elif isinstance(layer, arch.Dense):
+        case = _linear_case(shape, layer, rng, input_grad=after_parameters)
+      else:
+        continue
+      after_parameters = after_parameters or isinstance(layer, (arch.Conv, arch.Dense))
+      if case.op not in ops:
+        continue
+      case = cases.setdefault((case.op, case.shape), case)
+      if architecture.name not in case.models:
+        case.models.append(architecture.name)
+  return list(cases.values())
+
+
+def measure(case: OpCase, *, rounds: int, target_s: float) -> dict[str, Any]:
+  """Interleaved fwd and f+b timings of every implementation of one case (milliseconds)."""
+  runners: dict[str, timing.Runner] = {}
+  for name, impl in case.jax_impls.items():
+    runners[f"{name}/fwd"], runners[f"{name}/fb"] = _jax_runners(impl)
+  torch_names = []
+  if case.torch_impl is not None and models_torch.available():
+    for threads in case.torch_threads or [1]:
+      name = f"torch{threads}t"
+      torch_names.append(name)
+      runners[f"{name}/fwd"], runners[f"{name}/fb"] = _torch_runners(*case.torch_impl, threads)
+  cpu: dict[str, list[float]] = {}
+  times = timing.interleaved(runners, rounds=rounds, target_s=target_s, warmup_steps=1,
+                             cpu_times=cpu)
+  impls: dict[str, dict[str, float]] = {}
+  for key, values in times.items():
+    name, kind = key.split("/")
+    impls.setdefault(name, {})[f"{kind}_ms"] = timing.quartiles(values)[1] * 1e3
+    impls[name][f"{kind}_cpu_ms"] = timing.quartiles(cpu[key])[1] * 1e3
+  if torch_names:   # "torch": the faster thread setting of each round
+    for kind in ("fwd", "fb"):
+      times[f"torch/{kind}"] = [min(v) for v in zip(*(times[f"{n}/{kind}"] for n in torch_names))]
+      impls.setdefault("torch", {})[f"{kind}_ms"] = timing.quartiles(times[f"torch/{kind}"])[1] * 1e3
+      impls["torch"][f"{kind}_cpu_ms"] = min(impls[n][f"{kind}_cpu_ms"] for n in torch_names)
+  for values in impls.values():
+    values["bwd_ms"] = max(values["fb_ms"] - values["fwd_ms"], 0.0)
+    if "fb_cpu_ms" in values:
+      values["bwd_cpu_ms"] = max(values["fb_cpu_ms"] - values["fwd_cpu_ms"], 0.0)
+  # speed-up of hw over each alternative, per round (>1: hw is faster)
+  speedups = {}
+  for name in impls:
+    if name == "hw" or (name.startswith("torch") and name != "torch"):
+      continue
+    per_round = timing.ratio_per_round(times[f"{name}/fb"], times["hw/fb"])
+    q1, med, q3 = timing.quartiles(per_round)
+    speedups[name] = {"median": med, "q1": q1, "q3": q3}
+  return {"op": case.op, "shape": case.shape, "models": case.models, "impls": impls,
+          "speedup_of_hw_fb": speedups}

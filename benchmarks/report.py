@@ -1,0 +1,256 @@
+"""The benchmark report: console/markdown tables, targets and the analysis of misses."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+IMPLS = {"a": "hw.ops (hand-written VJPs)", "b": "JAX autodiff (flax.linen/lax)",
+         "c": "PyTorch CPU (eager), torch.set_num_threads(core count)",
+         "c1t": "the same PyTorch model with one thread",
+         "c*": "the faster of the PyTorch settings in each round (the conservative comparison)"}
+MODEL_COLUMNS = ["model", "a img/s", "b img/s", "c img/s", "c1t img/s", "a/b [IQR]",
+                 "a/c [IQR]", "a/c* [IQR]", "epoch s a", "epoch s b", "epoch s c*"]
+OP_COLUMNS = ["op", "shape", "models", "hw fwd", "hw bwd", "hw f+b", "autodiff f+b",
+              "torch f+b", "autodiff/hw", "torch/hw"]
+TARGET_AB, TARGET_AC, STRETCH_AC = 1.0, 1.0, 1.5
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+  if value is None:
+    return "–"
+  return f"{value:,.{digits}f}"
+
+
+def _ratio(stats: dict[str, float] | None) -> str:
+  if not stats:
+    return "–"
+  return f"{stats['median']:.2f} [{stats['q1']:.2f}–{stats['q3']:.2f}]"
+
+
+def _load(values) -> str:
+  return "/".join(f"{v:.1f}" for v in values) if values else "unknown"
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def model_rows(models: Sequence[dict[str, Any]]) -> list[list[str]]:
+  rows = []
+  for m in models:
+    ips, epoch = m["images_per_s"], m["epoch_s_estimate"]
+    torch_epochs = [v for k, v in epoch.items() if k.startswith("c")]
+    rows.append([m["name"]] + [_fmt(ips.get(k, {}).get("median")) for k in ("a", "b", "c", "c1t")]
+                + [_ratio(m["ratios"].get(k)) for k in ("a/b", "a/c", "a/c*")]
+                + [_fmt(epoch.get(k), 1) for k in "ab"]
+                + [_fmt(min(torch_epochs) if torch_epochs else None, 1)])
+  return rows
+
+
+CPU_COLUMNS = ["model", "a cpu-ms/step", "b cpu-ms/step", "c cpu-ms/step", "c1t cpu-ms/step",
+               "a/b [IQR]", "a/c [IQR]", "a/c1t [IQR]"]
+
+
+def cpu_rows(models: Sequence[dict[str, Any]]) -> list[list[str]]:
+  rows = []
+  for m in models:
+    cpu = m.get("cpu_ms_per_step", {})
+    rows.append([m["name"]] + [_fmt(cpu.get(k), 2) for k in ("a", "b", "c", "c1t")]
+                + [_ratio(m.get("cpu_ratios", {}).get(k)) for k in ("a/b", "a/c", "a/c1t")])
+  return rows
+
+
+def op_rows(ops: Sequence[dict[str, Any]]) -> list[list[str]]:
+  rows = []
+  for o in ops:
+    impls, speed = o["impls"], o["speedup_of_hw_fb"]
+    hw = impls["hw"]
+    rows.append([o["op"], o["shape"], ",".join(o["models"]),
+                 _fmt(hw["fwd_ms"], 3), _fmt(hw["bwd_ms"], 3), _fmt(hw["fb_ms"], 3),
+                 _fmt(impls.get("autodiff", {}).get("fb_ms"), 3),
+                 _fmt(impls.get("torch", {}).get("fb_ms"), 3),
+                 _ratio(speed.get("autodiff")), _ratio(speed.get("torch"))])
+  return rows
+
+
+def alternative_rows(ops: Sequence[dict[str, Any]]) -> list[list[str]]:
+  """Extra JAX variants measured for some ops (e.g. max_pool as reshape + max)."""
+  rows = []
+  for o in ops:
+    for name, values in o["impls"].items():
+      if name in ("hw", "autodiff") or name.startswith("torch"):
+        continue
+      rows.append([o["op"], o["shape"], name, _fmt(values["fwd_ms"], 3),
+                   _fmt(values["bwd_ms"], 3), _fmt(values["fb_ms"], 3),
+                   _fmt(o["impls"]["hw"]["fb_ms"], 3),
+                   _fmt(o["impls"]["autodiff"]["fb_ms"], 3)])
+  return rows
+
+
+def targets(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Each target with its measured median ratio and whether it is met."""
+  out = []
+  for m in models:
+    checks = [("a/b", TARGET_AB)]
+    if m["has_conv"]:
+      checks.append(("a/c*" if "a/c*" in m["ratios"] else "a/c", TARGET_AC))
+    for key, goal in checks:
+      stats = m["ratios"].get(key)
+      if stats is None:
+        out.append({"model": m["name"], "ratio": key, "target": goal, "median": None,
+                    "met": None})
+        continue
+      entry = {"model": m["name"], "ratio": key, "target": goal, "median": stats["median"],
+               "met": stats["median"] >= goal}
+      if key.startswith("a/c"):
+        entry["stretch_met"] = stats["median"] >= STRETCH_AC
+      out.append(entry)
+  return out
+
+
+def _target_lines(checks: Sequence[dict[str, Any]]) -> list[str]:
+  lines = []
+  for t in checks:
+    if t["median"] is None:
+      lines.append(f"- {t['model']} {t['ratio']} ≥ {t['target']:g}: not measured")
+      continue
+    if t["met"]:
+      extra = ""
+      if "stretch_met" in t:
+        extra = " (stretch 1.5 met)" if t["stretch_met"] else " (stretch 1.5 not met)"
+      lines.append(f"- {t['model']} {t['ratio']} ≥ {t['target']:g}: **met**, "
+                   f"median {t['median']:.2f}{extra}")
+    else:
+      short = (1 - t["median"] / t["target"]) * 100
+      lines.append(f"- {t['model']} {t['ratio']} ≥ {t['target']:g}: **missed** by {short:.0f}% "
+                   f"(median {t['median']:.2f})")
+  return lines
+
+
+def _noise_flag(stats: dict[str, float] | None) -> str:
+  if stats and stats["q1"] <= 1.0 <= stats["q3"]:
+    return " — within noise (the IQR of the per-round ratio includes 1)"
+  return ""
+
+
+def analysis(models: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) -> list[str]:
+  """Per model: the ops of that model ranked by how much slower hw.ops' f+b is than the
+  faster of autodiff/torch (times the number of times the op occurs), with the op budget."""
+  lines = []
+  for m in models:
+    model_ops = [o for o in ops if m["name"] in o["models"]]
+    if not model_ops:
+      continue
+    step_ms = m["step_ms"].get("a")
+    total_hw = sum(o["impls"]["hw"]["fb_ms"] for o in model_ops)
+    lines.append(f"**{m['name']}** (step a = {_fmt(step_ms, 2)} ms; the listed ops' hw f+b "
+                 f"sum to {total_hw:.2f} ms; ops where hw.ops is slower than an alternative, "
+                 f"largest gap first):")
+    gaps = []
+    for o in model_ops:
+      hw = o["impls"]["hw"]
+      for other in ("autodiff", "torch"):
+        if other in o["impls"]:
+          gaps.append((hw["fb_ms"] - o["impls"][other]["fb_ms"], o, other))
+    gaps.sort(key=lambda g: -g[0])
+    slower = [g for g in gaps if g[0] > 0]
+    if not slower:
+      lines.append("- hw.ops is at least as fast as autodiff and torch on every op of it.")
+    for gap, o, other in slower[:4]:
+      hw, alt = o["impls"]["hw"], o["impls"][other]
+      lines.append(
+          f"- {o['op']} ({o['shape']}): hw f+b {hw['fb_ms']:.3f} ms (fwd {hw['fwd_ms']:.3f}, "
+          f"bwd {hw['bwd_ms']:.3f}; CPU {_fmt(hw.get('fb_cpu_ms'), 3)}) vs {other} "
+          f"{alt['fb_ms']:.3f} ms (fwd {alt['fwd_ms']:.3f}, bwd {alt['bwd_ms']:.3f}; CPU "
+          f"{_fmt(alt.get('fb_cpu_ms'), 3)}): +{gap:.3f} ms per step"
+          + _noise_flag(o["speedup_of_hw_fb"].get(other)))
+    lines.append("")
+  return lines
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+  facts, models, ops = result["machine"], result["models"], result["ops"]
+  lines = ["# Benchmarks: hand-written VJPs vs JAX autodiff vs PyTorch (CPU)", ""]
+  lines.append(f"Command: `{result['command']}`  ")
+  lines.append(f"Date (UTC): {facts['date_utc']}; wall time {result['wall_s']:.0f} s  ")
+  lines.append(f"CPU: {facts['cpu_model']}, {facts['cpu_count']} cores; load average (1/5/15 min) "
+               f"at start {_load(facts['load_average_at_start'])}, at end "
+               f"{_load(result.get('load_average_at_end'))}  ")
+  lines.append(f"Software: Python {facts['python']}, jax {facts['jax']} (jaxlib {facts['jaxlib']}, "
+               f"backend {facts['jax_backend']}), flax {facts['flax']}, optax {facts['optax']}, "
+               f"torch {facts['torch'] or 'not installed'} (threads {result.get('torch_threads')})  ")
+  lines.append(f"hw.ops modules using custom_vjp: {result['custom_vjp_modules']}")
+  lines.append("")
+  lines.append(result["settings_text"])
+  lines.append("")
+  if result.get("noise_note"):
+    lines += [result["noise_note"], ""]
+  if models:
+    lines += ["## Train-step throughput (images/s, median over rounds)", ""]
+    lines += [f"- **{k}**: {v}" for k, v in IMPLS.items()]
+    lines.append("")
+    lines.append(markdown_table(MODEL_COLUMNS, model_rows(models)))
+    lines += ["", "Ratios are medians of per-round ratios (each round times a, b, c back to "
+              "back), with the interquartile range. Epoch seconds are estimated as (training "
+              "images per epoch / batch) × the median step time (MNIST: 54,000 images, 540 "
+              "steps of 100). The a/c target is "
+              "judged on a/c* (against the faster PyTorch thread setting).", ""]
+    lines += ["CPU time per step (all threads of the process; median), and speed ratios on "
+              "that basis (a/b = CPU time of b / CPU time of a, per round). On a shared "
+              "machine this is steadier than wall time, but it counts spin-waiting threads "
+              "(PyTorch's OpenMP pool) as work:", ""]
+    lines.append(markdown_table(CPU_COLUMNS, cpu_rows(models)))
+    lines.append("")
+    lines += ["Architectures:", ""]
+    for m in models:
+      params = ", ".join(f"{k} {v:,}" for k, v in m["num_params"].items())
+      lines.append(f"- {m['name']}: {m['title']} — `{m['layers']}` (from {m['source']}; "
+                   f"(a) = {m['a_impl']}; parameters {params})")
+    lines += ["", "## Targets", ""]
+    lines += _target_lines(targets(models))
+    lines.append("")
+  if result.get("epochs"):
+    lines += ["## Measured epochs (hw.train on real data)", ""]
+    for e in result["epochs"]:
+      lines.append(f"- {e['name']}: {e['text']}")
+    lines.append("")
+  if result.get("reproduce"):
+    lines += ["## Whole reproduction", "", "- " + result["reproduce"]["text"], ""]
+  if ops:
+    lines += ["## Per-op forward + backward (ms per call, median)", ""]
+    lines.append("f+b: one jitted call returning the output and the input gradients for a "
+                 "fixed cotangent; bwd = f+b − fwd. Ratios > 1: hw.ops is faster "
+                 "(median of per-round ratios of f+b times, [IQR]).")
+    lines.append("")
+    lines.append(markdown_table(OP_COLUMNS, op_rows(ops)))
+    alternatives = alternative_rows(ops)
+    if alternatives:
+      lines += ["", "Other JAX formulations (autodiff):", ""]
+      lines.append(markdown_table(["op", "shape", "variant", "fwd", "bwd", "f+b", "hw f+b",
+                                  "autodiff f+b"], alternatives))
+    lines += ["", "## Where the time goes", ""]
+    lines += analysis(models, ops)
+  return "\n".join(lines).rstrip() + "\n"
+
+
+def print_console(result: dict[str, Any]) -> None:
+  if result["models"]:
+    print(markdown_table(MODEL_COLUMNS, model_rows(result["models"])))
+    print()
+    print("\n".join(_target_lines(targets(result["models"]))))
+  if result["ops"]:
+    print()
+    print(markdown_table(OP_COLUMNS, op_rows(result["ops"])))
+
+
+def write(result: dict[str, Any], out_dir: str) -> tuple[str, str]:
+  os.makedirs(out_dir, exist_ok=True)
+  md_path, json_path = os.path.join(out_dir, "bench.md"), os.path.join(out_dir, "bench.json")
+  with open(md_path, "w") as f:
+    f.write(render_markdown(result))
+  with open(json_path, "w") as f:
+    json.dump(result, f, indent=1, default=str)
+  return md_path, json_path
