@@ -56,19 +56,30 @@ def verdict(test_accuracy: float, target: float | None) -> str:
   return f"SHORT by {100 * (target - test_accuracy):.2f} pp"
 
 
+def _with_grid_point(config: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+  """The config dict as trained at one grid point (``model.<kw>`` keys go to model_kwargs)."""
+  merged = {**config, "model_kwargs": dict(config["model_kwargs"])}
+  for key, value in params.items():
+    if key.startswith("model."):
+      merged["model_kwargs"][key.split(".", 1)[1]] = value
+    else:
+      merged[key] = value
+  return merged
+
+
 def _experiment_section(name: str, results: Mapping[str, Any] | None,
                         status: Mapping[str, Any] | None) -> list[str]:
   status = status or {}
   if results is None:
     title = status.get("title", name)
     lines = [f"### {title}", ""]
-    lines.append(f"**Not run** — {status.get('status', 'not run')}: "
-                 f"{status.get('message', 'no results yet')}")
+    state, message = status.get("status", "not run"), status.get("message", "no results yet")
+    lines.append(f"**{state.capitalize()}**" + ("" if message == f"{state} yet" else f" — {message}"))
     if status.get("reported"):
       lines.append(f"\nReported: {', '.join(status['reported'])}; target: "
                    f"{_percent(status.get('target'))}.")
     return lines + [""]
-  config = results["config"]
+  config = _with_grid_point(results["config"], results["selected"]["params"])
   lines = [f"### {results['title']}", ""]
   if status.get("status") not in (None, "complete"):
     lines += [f"> Latest attempt: **{status['status']}** — {status.get('message', '')}", ""]
