@@ -199,6 +199,27 @@ def _bn_case(x_shape, layer: arch.BatchNorm, rng) -> OpCase:
                  "autodiff": JaxImpl(ref_fn, [x, g, b])}, torch_impl)
 
 
+def _dropout_case(x_shape, layer: arch.Dropout, rng) -> OpCase:
+  """Train-time dropout: drawing the mask dominates (a fixed key: the cost is the same)."""
+  from hw import ops
+  rate = layer.rate
+  x = _rand(rng, *x_shape)
+  key = np.asarray(jax.random.key_data(jax.random.PRNGKey(0)))   # raw threefry key data
+
+  def ref_fn(x, key):   # as flax.linen.Dropout
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return lax.select(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+  torch_impl = None
+  if torch is not None:
+    tx = x.transpose(0, 3, 1, 2) if len(x_shape) == 4 else x
+    torch_impl = (lambda x: F.dropout(x, rate, training=True), [tx], [])
+  return OpCase("dropout", f"x {'x'.join(map(str, x_shape))}, rate {rate:g}", [],
+                {"hw": JaxImpl(lambda x, key: ops.dropout(x, key=key, rate=rate, train=True),
+                               [x], [key]),
+                 "autodiff": JaxImpl(ref_fn, [x], [key])}, torch_impl)
+
+
 def _linear_case(x_shape, layer: arch.Dense, rng, *, input_grad: bool = True) -> OpCase:
   """linear; ``input_grad=False`` for a first layer, whose input needs no dX."""
   from hw import ops
@@ -248,7 +269,7 @@ def _loss_case(logits_shape, rng) -> OpCase:
       torch_impl)
 
 
-OPS = ("conv2d", "max_pool", "batch_norm", "softmax_cross_entropy", "linear")
+OPS = ("conv2d", "max_pool", "batch_norm", "dropout", "softmax_cross_entropy", "linear")
 
 
 def cases_for(architectures: Sequence[arch.Architecture], *, batch: int,
@@ -269,6 +290,8 @@ def cases_for(architectures: Sequence[arch.Architecture], *, batch: int,
         case = _bn_case(shape, layer, rng)
       elif isinstance(layer, arch.Dense):
         case = _linear_case(shape, layer, rng, input_grad=after_parameters)
+      elif isinstance(layer, arch.Dropout):
+        case = _dropout_case(shape, layer, rng)
       else:
         continue
       after_parameters = after_parameters or isinstance(layer, (arch.Conv, arch.Dense))

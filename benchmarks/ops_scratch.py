@@ -105,15 +105,29 @@ def main() -> None:
     algorithm_sweep(args.reps)
 
 
-POLICIES = {  # (_IM2COL_MAX_INPUT_CHANNELS, _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS)
-    "lax": (0, 0), "lax fwd+im2col bwd": (10**6, 0), "im2col": (10**6, 10**6)}
+POLICIES = {  # (_IM2COL_MAX_INPUT_CHANNELS, _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS,
+              #  _SHIFT_FORWARD_MAX_MACS, _MATMUL_KERNEL_GRAD_MAX_TAPS, ..._MAX_POSITIONS)
+    "lax": (0, 0, 0, 0, 0), "lax matmul dW": (0, 0, 0, 10**9, 10**9),
+    "lax fwd+im2col bwd": (10**6, 0, 0, 0, 0), "im2col": (10**6, 10**6, 0, 0, 0),
+    "shift fwd+im2col bwd": (10**6, 0, 10**9, 0, 0)}
+_KNOBS = ("_IM2COL_MAX_INPUT_CHANNELS", "_IM2COL_FORWARD_MAX_OUTPUT_CHANNELS",
+          "_SHIFT_FORWARD_MAX_MACS", "_MATMUL_KERNEL_GRAD_MAX_TAPS",
+          "_MATMUL_KERNEL_GRAD_MAX_POSITIONS")
+
+
+def _set_policy(policy) -> None:
+  for knob, value in zip(_KNOBS, policy):
+    setattr(convolution, knob, value)
 
 
 def algorithm_sweep(reps: int) -> None:
   """conv2d forward + backward under each algorithm policy; cpu ms (wall median)."""
   rng = np.random.default_rng(1)
-  saved = convolution._IM2COL_MAX_INPUT_CHANNELS, convolution._IM2COL_FORWARD_MAX_OUTPUT_CHANNELS
-  shapes = [(28, 1, 32, 7, "VALID"), (28, 1, 8, 3, "SAME"), (14, 8, 8, 3, "SAME"),
+  saved = tuple(getattr(convolution, knob) for knob in _KNOBS)
+  shapes = [(28, 1, 32, 7, "VALID"), (28, 1, 8, 3, "SAME"), (28, 1, 16, 3, "VALID"),
+            (28, 1, 32, 5, "VALID"), (28, 1, 32, 3, "SAME"), (14, 8, 8, 3, "SAME"),
+            (13, 16, 32, 3, "VALID"), (13, 32, 64, 3, "VALID"), (14, 32, 64, 3, "SAME"),
+            (12, 32, 64, 5, "VALID"),
             (32, 3, 32, 3, "SAME"), (16, 32, 32, 3, "SAME"), (8, 64, 64, 3, "SAME")]
   for spatial, c, f, k, pad in shapes:
     x = jnp.asarray(rng.standard_normal((100, spatial, spatial, c)), jnp.float32)
@@ -123,12 +137,10 @@ def algorithm_sweep(reps: int) -> None:
     for wrt in ((0, 1), (1,)):
       fns = []
       for policy in POLICIES.values():
-        (convolution._IM2COL_MAX_INPUT_CHANNELS,
-         convolution._IM2COL_FORWARD_MAX_OUTPUT_CHANNELS) = policy
+        _set_policy(policy)
         fns.append(fwd_bwd(lambda x, w, pad=pad: ops.conv2d(x, w, padding=pad), wrt))
         jax.block_until_ready(fns[-1](dy, x, w))  # trace now, under this policy
-      (convolution._IM2COL_MAX_INPUT_CHANNELS,
-       convolution._IM2COL_FORWARD_MAX_OUTPUT_CHANNELS) = saved
+      _set_policy(saved)
       times = time_many(fns, (dy, x, w), reps)
       cells = "  ".join(f"{name}: {t[2]:6.2f} ({t[0]:6.2f})" for name, t in zip(POLICIES, times))
       print(f"{spatial}x{spatial}x{c} {k}x{k}->{f} {pad} {'dX+dW' if wrt == (0, 1) else 'dW':5s} {cells}")

@@ -42,3 +42,26 @@ def test_quick_benchmark_writes_the_tables(tmp_path):
 
   markdown = (tmp_path / "bench.md").read_text()
   assert "## Train-step throughput" in markdown and "## Per-op forward + backward" in markdown
+
+
+def test_dropout_op_case_and_the_before_after_patch_is_undone(monkeypatch):
+  monkeypatch.syspath_prepend(str(REPO))   # benchmarks/ is a folder of the repository
+  import jax.numpy as jnp
+  import numpy as np
+  from benchmarks import architectures as arch
+  from benchmarks import before_after, op_timings
+  layers = (arch.Flatten(), arch.Dense(8), arch.Dropout(0.5), arch.Dense(arch.NUM_CLASSES))
+  tiny = arch.Architecture("tiny", "tiny", "mlp", {}, layers, "test", (2, 2, 1), 10)
+  (case,) = op_timings.cases_for([tiny], batch=3, ops=("dropout",))
+  assert case.shape == "x 3x8, rate 0.5" and case.models == ["tiny"]
+  for name in ("hw", "autodiff"):
+    impl = case.jax_impls[name]
+    x = np.asarray(impl.diff_args[0])
+    y = np.asarray(impl.fn(*map(jnp.asarray, impl.diff_args), *map(jnp.asarray, impl.other_args)))
+    assert np.all((y == 0) | np.isclose(y, 2 * x)), name
+  current = (before_after.dropout_module.keep_mask,
+             before_after.convolution._input_grad_transposed_conv)
+  with before_after.Patched():
+    assert before_after.dropout_module.keep_mask is before_after.old_keep_mask
+  assert (before_after.dropout_module.keep_mask,
+          before_after.convolution._input_grad_transposed_conv) == current

@@ -411,3 +411,14 @@ def test_dropout_mask_does_not_depend_on_dtype_or_64_bit_mode():
   with jax.enable_x64(True):
     mask64 = ops.dropout(jnp.ones((8, 16), jnp.float64), key=KEY, rate=0.4, train=True) != 0
   np.testing.assert_array_equal(mask32, mask64)
+
+
+def test_dropout_mask_units_look_independent():
+  # The hashed mask: keep fraction 1 - rate, no correlation between neighbouring units or
+  # between the masks of two keys (each |corr| ~ N(0, 1/n), n = 20,000 here).
+  keep = [np.asarray(ops.dropout(jnp.ones((100, 200)), key=jax.random.key(s), rate=0.3,
+                                 train=True) != 0, np.float64).ravel() for s in (3, 4)]
+  assert abs(keep[0].mean() - 0.7) < 0.02
+  for a, b in ((keep[0][:-1], keep[0][1:]), (keep[0][:-200], keep[0][200:]),
+               (keep[0], keep[1])):
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.04

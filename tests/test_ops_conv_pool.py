@@ -4,7 +4,7 @@ Argument validation, dtypes, the worked examples of SPEC C (1-D layer) and D (2-
 gradient), and each hand-written backward rule against autodiff of plain
 ``lax.conv_general_dilated`` / ``lax.reduce_window`` references in float64, over strides,
 paddings, odd sizes, batch 1, max-pool ties and adaptive sizes that do not divide. Both
-conv algorithms (im2col and lax) are exercised. The exhaustive registry-driven suite
+conv algorithms (shifted slices, im2col and lax) are exercised. The exhaustive registry-driven suite
 lives elsewhere.
 """
 from __future__ import annotations
@@ -37,14 +37,20 @@ def _output_and_cotangents(fn, args, dy):
   return y, pullback(dy)
 
 
-ALGORITHMS = {  # (_IM2COL_MAX_INPUT_CHANNELS, _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS)
-    "lax": (0, 0), "lax-forward-im2col-backward": (10**6, 0), "im2col": (10**6, 10**6)}
+ALGORITHMS = {  # (_IM2COL_MAX_INPUT_CHANNELS, _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS,
+                #  _SHIFT_FORWARD_MAX_MACS, _MATMUL_KERNEL_GRAD_MAX_TAPS)
+    "lax": (0, 0, 0, 0), "lax-matmul-dw": (0, 0, 0, 10**9),
+    "lax-forward-im2col-backward": (10**6, 0, 0, 0),
+    "im2col": (10**6, 10**6, 0, 0), "shift-forward-im2col-backward": (10**6, 0, 10**9, 0)}
 
 
 def _use_algorithm(monkeypatch, algorithm):
-  max_in, max_out = ALGORITHMS[algorithm]
+  max_in, max_out, max_macs, max_taps = ALGORITHMS[algorithm]
   monkeypatch.setattr(convolution, "_IM2COL_MAX_INPUT_CHANNELS", max_in)
   monkeypatch.setattr(convolution, "_IM2COL_FORWARD_MAX_OUTPUT_CHANNELS", max_out)
+  monkeypatch.setattr(convolution, "_SHIFT_FORWARD_MAX_MACS", max_macs)
+  monkeypatch.setattr(convolution, "_MATMUL_KERNEL_GRAD_MAX_TAPS", max_taps)
+  monkeypatch.setattr(convolution, "_MATMUL_KERNEL_GRAD_MAX_POSITIONS", max_taps)
 
 
 def _assert_vjp_matches(op, reference, args, seed=0, rtol=1e-10, atol=1e-10):
@@ -338,7 +344,8 @@ def _lax_tiny_cnn(params, x):
 
 def test_grad_of_composite_under_jit_and_vmap_matches_autodiff():
   with jax.enable_x64(True):
-    # 2 input channels and 6 output channels: all im2col; 6 input channels: all lax.
+    # 2 input channels, 6 output channels: shifted-slice forward, im2col backward; 6 input
+    # channels: all lax.
     params = (_normal(8, (3, 3, 2, 6)), _normal(9, (6,)), _normal(10, (3, 3, 6, 5)))
     xs = _normal(11, (3, 2, 6, 6, 2))  # 3 independent batches of 2 images
     grad = jax.jit(jax.grad(_tiny_cnn))

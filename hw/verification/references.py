@@ -49,12 +49,33 @@ def softmax(x, *, beta=1.0):
 
 
 def dropout_mask(key, rate, shape):
-  """The keep-mask of inverted dropout: ``jax.random.bernoulli(key, 1 - rate, shape)``.
+  """The keep-mask of inverted dropout, written out from its definition in ``hw.ops``.
 
-  The keep-probability is a float32 (as in ``hw.ops.dropout``), which fixes the dtype of
-  the uniform draws, so a key gives the same mask in float32 and float64 runs.
+  Seeds ``(s0, s1) = jax.random.bits(key, (2,), uint32)``; the unit at multi-index
+  ``(i_0, ..., i_k)`` has the row-major flat index ``i = Σ_d i_d · stride_d`` and is kept
+  iff ``mix(mix(i + s0) XOR s1) < min(round((1 − rate)·2³²), 2³² − 1)``, with ``mix`` the
+  lowbias32 finaliser (xorshift 16, × 0x7feb352d, xorshift 15, × 0x846ca68b, xorshift 16),
+  all arithmetic modulo 2³². Unsigned 32-bit throughout, so a key gives the same mask in
+  float32 and float64 runs.
   """
-  return jax.random.bernoulli(key, np.float32(1.0 - rate), shape)
+  u32 = jnp.uint32
+  s0, s1 = jax.random.bits(key, (2,), u32)
+  flat = jnp.zeros(shape, u32)
+  stride = 1
+  for axis in reversed(range(len(shape))):
+    along = jnp.arange(shape[axis], dtype=u32) * u32(stride)
+    flat = flat + along.reshape((-1,) + (1,) * (len(shape) - 1 - axis))
+    stride *= shape[axis]
+
+  def mix(v):
+    v = jnp.bitwise_xor(v, jnp.right_shift(v, u32(16)))
+    v = v * u32(0x7FEB352D)
+    v = jnp.bitwise_xor(v, jnp.right_shift(v, u32(15)))
+    v = v * u32(0x846CA68B)
+    return jnp.bitwise_xor(v, jnp.right_shift(v, u32(16)))
+
+  threshold = min(int(round((1.0 - rate) * 4294967296.0)), 4294967295)
+  return mix(jnp.bitwise_xor(mix(flat + s0), s1)) < u32(threshold)
 
 
 def dropout(x, *, key, rate, train):
