@@ -21,19 +21,21 @@ class ExperimentConfig:
   loss: str = "softmax_cross_entropy"  # | "logistic" | "hinge"
   optimizer: str = "sgd"             # "sgd" | "momentum" | "nesterov" | "rmsprop" | "adam"
   learning_rate: float = 1e-3
-  lr_decay: float = 1.0              # multiplied into the learning rate after every epoch
+  lr_decay: float = 1.0              # "exponential": multiplied into the lr after every epoch
+  lr_schedule: str = "exponential"   # | "cosine": lr·½(1 + cos(π·step/total_steps)), per step
   momentum: float = 0.9
   weight_decay: float = 0.0
   weight_scale: float | None = 1e-3  # std of N(0, s²) weight init (starter default); None: Flax default
   batch_size: int = 100
   eval_batch_size: int = 1000        # evaluation chunk (no effect on the numbers, only memory)
-  jit_per_batch: bool = False        # one jitted call per batch instead of lax.scan chunks (speed)
+  jit_per_batch: bool | None = None  # one jitted call per batch instead of lax.scan chunks
+                                     # (speed); None: per batch for conv nets, scan otherwise
   rmsprop_decay: float = 0.99        # the handout's RMSProp decay rate (optimizer="rmsprop")
   epochs: int = 10
   seed: int = 0                      # initialisation, shuffling and dropout
   data_seed: int = 0                 # the validation split / binary stand-in (kept fixed)
   validation_fraction: float = 0.1
-  augment: str | None = None         # e.g. "crop_flip" for CIFAR
+  augment: str | None = None         # "shift": random ±2 px translations (images, on device)
   normalize: tuple[float, float] | None = None  # (mean, std) applied to [0,1] pixels
   grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
   reported: Sequence[str] = ()       # what the write-ups reported, e.g. ("98.39%", "98.7%")

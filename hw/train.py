@@ -16,10 +16,19 @@ it off); otherwise one line per epoch (``HW_QUIET=1`` silences those).
 Speed: all splits live on the device; for dense models an epoch is a few calls of a
 jitted ``lax.scan`` over ``CHUNK_STEPS`` mini-batches (indexed by a permutation inside
 the scan, state buffers donated), so Python runs once per chunk rather than once per
-batch. With ``config.jit_per_batch`` a jitted step is called per batch instead: XLA:CPU
-runs some convolutions (e.g. 32→64 channels, 5×5) many times slower inside a while loop
-(measured on the Q5.4 net, shared 2-core CPU: 2.9 s/step in the scan, 0.22 s/step per
-batch), while the linear model and the Q5.3 net run faster in the scan.
+batch. For conv nets (``config.jit_per_batch`` None, the default, or True) a jitted step
+is called per batch instead: XLA:CPU runs convolutions several times slower inside a
+while loop. Measured with the hw models (2-core CPU, batch 100, ms per step, scan vs per
+batch): BN net 16→32 3×3 210 vs 44, 32→64 3×3 615 vs 90; Q5.3 net (32 7×7) 18 vs 18;
+MLP 784–1000–10 6.2 vs 7.4. Both paths give the same numbers up to float rounding.
+
+Learning rate: ``lr_schedule="exponential"`` multiplies it by ``lr_decay`` after every
+epoch; ``"cosine"`` decays it per step as ``lr·½(1 + cos(π t / T))`` to 0 at the last of
+the ``T = epochs · steps`` steps (so the epoch count is part of that trajectory).
+
+Augmentation ``augment="shift"``: every training image is translated by (dy, dx), each
+uniform in {−2, …, 2} pixels, edge pixels filling the border; the offsets come from the
+step's key (a pure function of (seed, epoch)), so resumption stays exact.
 """
 from __future__ import annotations
 
@@ -53,6 +62,9 @@ TRAINING_CODE_VERSION = 1  # bump when a change alters the numbers, to invalidat
 PRNG_IMPL = "rbg"
 LOSSES = ("softmax_cross_entropy", "logistic", "hinge")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
+LR_SCHEDULES = ("exponential", "cosine")
+AUGMENTATIONS = (None, "shift")
+SHIFT_PIXELS = 2           # augment="shift": translations of up to ± this many pixels
 
 EpochHook = Callable[[int, int, Mapping[str, Any]], None]
 
@@ -168,6 +180,8 @@ def fingerprint(config: ExperimentConfig, *, include_epochs: bool = False) -> st
   skip = set(_NOT_IN_TRAINING)
   if include_epochs:
     skip -= {"epochs", "grid", "name"}
+  if config.lr_schedule == "cosine":
+    skip.discard("epochs")  # the schedule's length shapes every step
   data = {k: v for k, v in fields.items() if k not in skip}
   data["_code_version"] = TRAINING_CODE_VERSION
   text = json.dumps(data, sort_keys=True, default=str)
@@ -196,15 +210,36 @@ def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array:
   return (jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32)
 
 
-def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD / momentum / Nesterov / RMSProp / Adam with the learning rate multiplied by
-  ``lr_decay`` after every epoch, and optional L2 weight decay (added to the gradient)."""
+def learning_rate_schedule(config: ExperimentConfig, steps_per_epoch: int) -> Any:
+  """The learning rate as a constant or an optax schedule of the step count.
+
+  "exponential": ``lr · lr_decay^⌊t / steps_per_epoch⌋``; "cosine": ``lr · ½(1 + cos(π t /
+  T))`` with ``T = epochs · steps_per_epoch`` (0 from step T on).
+  """
+  if config.lr_schedule == "cosine":
+    return optax.cosine_decay_schedule(config.learning_rate,
+                                       decay_steps=config.epochs * steps_per_epoch)
+  if config.lr_schedule != "exponential":
+    raise ValueError(f"unknown lr_schedule {config.lr_schedule!r} in {config.name!r}; "
+                     f"expected one of {LR_SCHEDULES}")
   if config.lr_decay == 1.0:
-    learning_rate: Any = config.learning_rate
-  else:
-    learning_rate = optax.exponential_decay(
-        config.learning_rate, transition_steps=steps_per_epoch, decay_rate=config.lr_decay,
-        staircase=True)
+    return config.learning_rate
+  return optax.exponential_decay(config.learning_rate, transition_steps=steps_per_epoch,
+                                 decay_rate=config.lr_decay, staircase=True)
+
+
+def epoch_learning_rate(config: ExperimentConfig, steps_per_epoch: int, epoch: int) -> float:
+  """The learning rate at the first step of (1-based) ``epoch``."""
+  schedule = learning_rate_schedule(config, steps_per_epoch)
+  if callable(schedule):
+    return float(schedule((epoch - 1) * steps_per_epoch))
+  return float(schedule)
+
+
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+  """SGD / momentum / Nesterov / RMSProp / Adam with the learning rate of
+  :func:`learning_rate_schedule`, and optional L2 weight decay (added to the gradient)."""
+  learning_rate = learning_rate_schedule(config, steps_per_epoch)
   name = config.optimizer
   if name == "sgd":
     tx = optax.sgd(learning_rate)
@@ -221,10 +256,28 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> optax.Grad
   return tx
 
 
+# ------------------------------------------------------------------------- augmentation
+
+
+def random_shift(images: jax.Array, *, key: jax.Array, pixels: int = SHIFT_PIXELS) -> jax.Array:
+  """Translate each NHWC image by its own (dy, dx), uniform in {−pixels, …, pixels}².
+
+  ``out[n, i, j] = P[n, i + pixels + dy_n, j + pixels + dx_n]`` where ``P`` is the image
+  padded by ``pixels`` with its edge values (the background, for MNIST).
+  """
+  if images.ndim != 4:
+    raise ValueError(f"augment='shift' needs NHWC images of rank 4, got shape {images.shape}")
+  n, h, w, c = images.shape
+  offsets = jax.random.randint(key, (n, 2), 0, 2 * pixels + 1)
+  padded = jnp.pad(images, ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0)), mode="edge")
+  crop = lambda image, offset: jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, c))
+  return jax.vmap(crop)(padded, offsets)
+
+
 # ------------------------------------------------------------------------- jitted steps
 
 
-def _make_train_chunk(model, tx, loss: str):
+def _make_train_chunk(model, tx, loss: str, augment: str | None = None):
   """(jit(state, images, labels, batch_index (S, B), key data (S, ...)) -> (state, losses,
   correct) scanning S steps, jit(state, images, labels, index (B,), key data) -> one step)."""
 
@@ -233,6 +286,8 @@ def _make_train_chunk(model, tx, loss: str):
     key = jax.random.wrap_key_data(key_data, impl=PRNG_IMPL)
     x = jnp.take(images, index, axis=0)
     y = jnp.take(labels, index, axis=0)
+    if augment == "shift":
+      x = random_shift(x, key=jax.random.fold_in(key, 1))
 
     def loss_fn(params):
       variables = {"params": params, "batch_stats": state["batch_stats"]}
@@ -325,16 +380,25 @@ def _compiled(model, config: ExperimentConfig, steps: int) -> tuple[Any, ...]:
   """(init, train_chunk, evaluate, optimizer) jitted functions, reused across runs of the
   same model and training settings in one process (grid reruns, tests) to save compiles."""
   cache_key = (model, config.loss, config.optimizer, config.learning_rate, config.lr_decay,
-               config.momentum, config.weight_decay, config.rmsprop_decay,
+               config.lr_schedule, config.epochs if config.lr_schedule == "cosine" else None,
+               config.augment, config.momentum, config.weight_decay, config.rmsprop_decay,
                config.eval_batch_size, steps)
   if cache_key not in _COMPILED:
     if len(_COMPILED) >= 8:
       _COMPILED.clear()
     tx = make_optimizer(config, steps)
     _COMPILED[cache_key] = (jax.jit(functools.partial(model.init, train=False)),
-                            _make_train_chunk(model, tx, config.loss),
+                            _make_train_chunk(model, tx, config.loss, config.augment),
                             _make_evaluate(model, config.loss, config.eval_batch_size), tx)
   return _COMPILED[cache_key]
+
+
+def uses_per_batch_steps(config: ExperimentConfig, model: Any) -> bool:
+  """Whether training calls a jitted step per batch (True) or scans chunks of batches:
+  ``config.jit_per_batch`` if set, else True exactly for conv nets (see the module doc)."""
+  if config.jit_per_batch is None:
+    return isinstance(model, models.ConvNet)
+  return bool(config.jit_per_batch)
 
 
 # ------------------------------------------------------------------- one grid point
@@ -354,9 +418,9 @@ def train_point(config: ExperimentConfig, train: _DeviceSplit, validation: _Devi
   """
   if config.epochs < 1:
     raise ValueError(f"epochs must be >= 1 in {config.name!r}, got {config.epochs}")
-  if config.augment is not None:
-    raise NotImplementedError(f"config.augment={config.augment!r} of {config.name!r}: data "
-                              f"augmentation is not implemented yet (the CIFAR-10 issue)")
+  if config.augment not in AUGMENTATIONS:
+    raise NotImplementedError(f"config.augment={config.augment!r} of {config.name!r}: only "
+                              f"{AUGMENTATIONS} are implemented (CIFAR's is the CIFAR-10 issue)")
   if config.loss not in LOSSES:
     raise ValueError(f"unknown loss {config.loss!r} in {config.name!r}; expected one of {LOSSES}")
   num_outputs = 1 if config.loss in ("logistic", "hinge") else num_classes
@@ -367,7 +431,7 @@ def train_point(config: ExperimentConfig, train: _DeviceSplit, validation: _Devi
     raise ValueError(f"batch_size {config.batch_size} exceeds the {train.size} training examples "
                      f"of {config.name!r}")
   init, (train_chunk, train_step), evaluate, tx = _compiled(model, config, steps)
-  per_step = config.jit_per_batch
+  per_step = uses_per_batch_steps(config, model)
   key = init_key(config.seed)
   variables = init({"params": key, "dropout": key}, train.images[:config.batch_size])
   state = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {}),
@@ -417,7 +481,7 @@ def train_point(config: ExperimentConfig, train: _DeviceSplit, validation: _Devi
           validation.images, validation.labels, validation.size))
       record = {
           "epoch": epoch,
-          "learning_rate": config.learning_rate * config.lr_decay ** (epoch - 1),
+          "learning_rate": epoch_learning_rate(config, steps, epoch),
           "train_loss": loss_sum / steps,
           "train_accuracy": correct_sum / (steps * config.batch_size),
           "val_loss": val_loss,

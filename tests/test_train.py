@@ -212,3 +212,63 @@ def test_per_batch_jit_mode_matches_the_scan(splits, tmp_path, uninterrupted):
   for a, b in zip(_curves(per_batch)[0], _curves(uninterrupted)[0]):
     assert a.keys() == b.keys()
     np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-4)
+
+
+def test_conv_nets_default_to_per_batch_steps_dense_nets_to_the_scan():
+  conv = models.create_model("cnn", num_outputs=10, filters=4, filter_size=3, hidden_size=8)
+  dense = models.create_model("mlp", num_outputs=10, hidden_sizes=(8,))
+  assert _config().jit_per_batch is None
+  assert train.uses_per_batch_steps(_config(), conv) is True
+  assert train.uses_per_batch_steps(_config(), dense) is False
+  assert train.uses_per_batch_steps(_config(jit_per_batch=True), dense) is True
+  assert train.uses_per_batch_steps(_config(jit_per_batch=False), conv) is False
+
+
+def test_cosine_schedule_decays_per_step_to_zero_and_its_length_is_in_the_fingerprint():
+  config = _config(learning_rate=0.1, lr_schedule="cosine", epochs=4)
+  rates = [train.epoch_learning_rate(config, 10, epoch) for epoch in (1, 2, 3, 4)]
+  np.testing.assert_allclose(rates, [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)],
+                             rtol=1e-6)
+  schedule = train.learning_rate_schedule(config, 10)
+  assert float(schedule(40)) == pytest.approx(0.0, abs=1e-9)
+  assert train.fingerprint(config) != train.fingerprint(config.replace(epochs=5))
+  exponential = _config(lr_decay=0.5)
+  assert train.fingerprint(exponential) == train.fingerprint(exponential.replace(epochs=5))
+  assert train.epoch_learning_rate(exponential, 10, 3) == pytest.approx(0.05 * 0.25)
+  with pytest.raises(ValueError, match="lr_schedule"):
+    train.learning_rate_schedule(_config(lr_schedule="step"), 10)
+
+
+def test_random_shift_translates_each_image_by_at_most_two_pixels():
+  images = np.zeros((64, 9, 9, 1), np.float32)
+  images[:, 4, 4, 0] = 1.0  # one bright pixel in the middle of a dark image
+  shifted = np.asarray(train.random_shift(jnp.asarray(images), key=train.init_key(0)))
+  assert shifted.shape == images.shape
+  assert np.all(shifted.sum(axis=(1, 2, 3)) == 1.0)  # the pixel moved, nothing was smeared
+  rows, cols = np.nonzero(shifted[..., 0])[1:]
+  assert set(rows - 4) == set(cols - 4) == {-2, -1, 0, 1, 2}  # every offset occurs
+  again = np.asarray(train.random_shift(jnp.asarray(images), key=train.init_key(0)))
+  np.testing.assert_array_equal(shifted, again)
+  with pytest.raises(ValueError, match="rank 4"):
+    train.random_shift(jnp.zeros((4, 81)), key=train.init_key(0))
+
+
+def test_shift_augmentation_with_cosine_schedule_resumes_exactly(splits, tmp_path):
+  config = _config(augment="shift", lr_schedule="cosine", epochs=2)
+  whole = train.train_and_evaluate(config, tmp_path / "whole", splits=splits, plot=False)
+  plain = train.train_and_evaluate(config.replace(augment=None), tmp_path / "plain",
+                                   splits=splits, plot=False)
+  assert _curves(whole) != _curves(plain)  # the augmentation changes the training
+  assert whole["test_accuracy"] > 0.6
+
+  def stop_after_first_epoch(index, epoch, record):
+    if epoch == 1:
+      raise _Interrupt
+  with pytest.raises(_Interrupt):
+    train.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False,
+                             on_epoch_end=stop_after_first_epoch)
+  resumed = train.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False)
+  assert _curves(resumed) == _curves(whole)
+  with pytest.raises(NotImplementedError, match="crop_flip"):
+    train.train_and_evaluate(config.replace(augment="crop_flip"), tmp_path / "bad",
+                             splits=splits, plot=False)
