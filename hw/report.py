@@ -56,6 +56,12 @@ def verdict(test_accuracy: float, target: float | None) -> str:
   return f"SHORT by {100 * (target - test_accuracy):.2f} pp"
 
 
+def _schedule(config: Mapping[str, Any]) -> str:
+  if config.get("lr_schedule", "exponential") == "cosine":
+    return "cosine decay to 0 per step"
+  return "constant" if config["lr_decay"] == 1 else f"×{config['lr_decay']:g} per epoch"
+
+
 def _with_grid_point(config: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
   """The config dict as trained at one grid point (``model.<kw>`` keys go to model_kwargs)."""
   merged = {**config, "model_kwargs": dict(config["model_kwargs"])}
@@ -94,7 +100,8 @@ def _experiment_section(name: str, results: Mapping[str, Any] | None,
       f"(validation accuracy {_percent(results['selected']['val_accuracy'])}). "
       f"Model `{config['model']}` {json.dumps(config['model_kwargs'])}, loss `{config['loss']}`, "
       f"optimiser `{config['optimizer']}` lr {config['learning_rate']:g} "
-      f"(×{config['lr_decay']:g}/epoch), batch {config['batch_size']}, "
+      f"({_schedule(config)}), augmentation {config.get('augment') or 'none'}, "
+      f"batch {config['batch_size']}, "
       f"weight scale {config['weight_scale']}, {config['epochs']} epochs, seed {config['seed']}, "
       f"profile `{config.get('profile', '?')}`.",
       "",
