@@ -1,5 +1,5 @@
 """Q2.3: logistic classifier with no hidden layer on the binary task (500/250/250)."""
-from experiments.registry import check_profile
+from experiments.registry import BINARY_TASK_NOTE, check_profile
 from hw.config import ExperimentConfig
 
 
@@ -11,7 +11,4 @@ def get_config(profile: str = "quick") -> ExperimentConfig:
       learning_rate=0.1, batch_size=100, epochs=200 if full else 100, weight_scale=1e-3,
       grid={"learning_rate": [0.01, 0.1, 1.0] if full else [0.1, 1.0]},
       reported=("92.0%", "93.6%"), target=None, profile=profile,
-      notes="Binary task: the course's pickle is not public; without --binary-data the "
-            "deterministic stand-in of hw.data.binary_task is used, so the reported numbers "
-            "are only a guide: the stand-in's Bayes accuracy is about 83% (seed 0), so no target "
-            "is set. Grid: learning rate.")
+      notes=f"{BINARY_TASK_NOTE} Grid: learning rate.")

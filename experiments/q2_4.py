@@ -1,5 +1,5 @@
 """Q2.4: 2-layer net (ReLU hidden layer), logistic output; hidden size chosen on validation."""
-from experiments.registry import check_profile
+from experiments.registry import BINARY_TASK_NOTE, check_profile
 from hw.config import ExperimentConfig
 
 
@@ -12,6 +12,4 @@ def get_config(profile: str = "quick") -> ExperimentConfig:
       weight_scale=1e-3,
       grid={"model.hidden_sizes": [(h,) for h in ((10, 100, 500, 1000) if full else (100, 1000))]},
       reported=("94% (hidden 1000)",), target=None, profile=profile,
-      notes="Binary task: the course's pickle is not public; without --binary-data the "
-            "deterministic stand-in of hw.data.binary_task is used, whose Bayes accuracy is "
-            "about 83% (seed 0), so the reported 94% cannot be a target there and none is set. Grid: hidden size.")
+      notes=f"{BINARY_TASK_NOTE} Grid: hidden size.")

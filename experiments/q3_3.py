@@ -1,17 +1,9 @@
-"""Q3.3: binary SVM (hinge loss) with no hidden layer on the binary task (500/250/250)."""
-from experiments.registry import check_profile
+"""Q3.3: binary SVM (hinge loss) with no hidden layer: Q2.3 with the hinge loss."""
+from experiments import q2_3
 from hw.config import ExperimentConfig
 
 
 def get_config(profile: str = "quick") -> ExperimentConfig:
-  full = check_profile(profile) == "full"
-  return ExperimentConfig(
+  return q2_3.get_config(profile).replace(
       name="q3_3", title="Q3.3 binary SVM (hinge), no hidden layer (binary task)",
-      dataset="binary", model="linear", loss="hinge", optimizer="sgd",
-      learning_rate=0.1, batch_size=100, epochs=200 if full else 100, weight_scale=1e-3,
-      grid={"learning_rate": [0.01, 0.1, 1.0] if full else [0.1, 1.0]},
-      reported=("92.8%", "93.2%"), target=None, profile=profile,
-      notes="Binary task: the course's pickle is not public; without --binary-data the "
-            "deterministic stand-in of hw.data.binary_task is used, so the reported numbers "
-            "are only a guide: the stand-in's Bayes accuracy is about 83% (seed 0), so no target "
-            "is set. Grid: learning rate.")
+      loss="hinge", reported=("92.8%", "93.2%"))

@@ -1,17 +1,8 @@
-"""Q3.4: 2-layer net (ReLU hidden layer), hinge (SVM) output; hidden size chosen on validation."""
-from experiments.registry import check_profile
+"""Q3.4: 2-layer net (ReLU hidden layer), hinge (SVM) output: Q2.4 with the hinge loss."""
+from experiments import q2_4
 from hw.config import ExperimentConfig
 
 
 def get_config(profile: str = "quick") -> ExperimentConfig:
-  full = check_profile(profile) == "full"
-  return ExperimentConfig(
-      name="q3_4", title="Q3.4 2-layer net, hinge output (binary task)",
-      dataset="binary", model="mlp", model_kwargs={"hidden_sizes": (1000,)}, loss="hinge",
-      optimizer="sgd", learning_rate=0.1, batch_size=100, epochs=200 if full else 100,
-      weight_scale=1e-3,
-      grid={"model.hidden_sizes": [(h,) for h in ((10, 100, 500, 1000) if full else (100, 1000))]},
-      reported=("94% (hidden 1000)",), target=None, profile=profile,
-      notes="Binary task: the course's pickle is not public; without --binary-data the "
-            "deterministic stand-in of hw.data.binary_task is used, whose Bayes accuracy is "
-            "about 83% (seed 0), so the reported 94% cannot be a target there and none is set. Grid: hidden size.")
+  return q2_4.get_config(profile).replace(
+      name="q3_4", title="Q3.4 2-layer net, hinge output (binary task)", loss="hinge")
