@@ -118,20 +118,19 @@ def _conv_case(x_shape, layer: arch.Conv, rng, *, input_grad: bool = True) -> Op
   dn = ("NHWC", "HWIO", "NHWC")
   params = [w, b] if layer.use_bias else [w]
 
+  def unpack(args):
+    """(x, w, b or None) from the differentiable args followed by the others."""
+    x, w, *b = args if input_grad else (args[-1], *args[:-1])
+    return x, w, (b[0] if b else None)
+
   def hw_fn(*args):
-    if input_grad:
-      x, w, *b = args
-    else:
-      w, *b, x = args
-    return ops.conv2d(x, w, b[0] if b else None, padding=pad)
+    x, w, b = unpack(args)
+    return ops.conv2d(x, w, b, padding=pad)
 
   def ref_fn(*args):
-    if input_grad:
-      x, w, *b = args
-    else:
-      w, *b, x = args
+    x, w, b = unpack(args)
     y = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=dn)
-    return y + b[0] if b else y
+    return y if b is None else y + b
 
   diff, other = ([x] + params, []) if input_grad else (params, [x])
   torch_impl = None
@@ -140,11 +139,8 @@ def _conv_case(x_shape, layer: arch.Conv, rng, *, input_grad: bool = True) -> Op
     torch_pad = 0 if pad == "VALID" else "same"
 
     def torch_fn(*args):
-      if input_grad:
-        x, w, *b = args
-      else:
-        w, *b, x = args
-      return F.conv2d(x, w, b[0] if b else None, padding=torch_pad)
+      x, w, b = unpack(args)
+      return F.conv2d(x, w, b, padding=torch_pad)
 
     torch_impl = ((torch_fn, [torch_x] + torch_params, []) if input_grad
                   else (torch_fn, torch_params, [torch_x]))

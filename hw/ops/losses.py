@@ -152,9 +152,7 @@ def _logistic_parts(scores, labels):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _logistic_loss(scores, labels, reduction):
-  t = _signed_targets(labels, scores.dtype)
-  z = -t * scores
-  return _reduce(jnp.maximum(z, 0) + jnp.log1p(jnp.exp(-jnp.abs(z))), reduction)
+  return _reduce(_logistic_parts(scores, labels)[0], reduction)
 
 
 def _logistic_loss_fwd(scores, labels, reduction):
