@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 from typing import Any
 
 import jax
 import numpy as np
 from flax import serialization
+
+from hw import files
 
 FILENAME = "checkpoint.msgpack"
 
@@ -34,16 +35,7 @@ def save(directory: str | os.PathLike, *, state: Any, epoch: int,
   }
   data = serialization.msgpack_serialize(payload)
   path = directory / FILENAME
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".msgpack")
-  try:
-    with os.fdopen(fd, "wb") as handle:
-      handle.write(data)
-      handle.flush()
-      os.fsync(handle.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
+  files.write_atomic(path, data, durable=True)
   return path
 
 

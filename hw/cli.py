@@ -1,24 +1,109 @@
-"""The ``hw`` console command: a thin dispatcher to the sub-commands' own ``main``."""
+"""The ``hw`` command: a thin dispatcher to the sub-commands.
+
+``hw`` is a library; the experiments it runs come from a catalog handed in by the
+application (the ``experiments`` package's ``experiments.cli:main`` is the console script),
+so ``hw`` never imports them.
+"""
 from __future__ import annotations
 
+import argparse
+import ast
 import importlib
+import json
 import sys
+from typing import Any, Sequence
 
 COMMANDS = {
-    "verify": ("hw.verification.verify", "check every hand-written VJP against autodiff and finite differences"),
-    "paper": ("hw.verification.paper", "recompute the worked numbers of the write-ups (SPEC C, D)"),
-    "reproduce": ("hw.reproduce", "run verify, paper and the experiments; write results/REPORT.md"),
+    "verify": "check every hand-written VJP against autodiff and finite differences",
+    "paper": "recompute the worked numbers of the write-ups (SPEC C, D)",
+    "reproduce": "run verify, paper and the experiments; write results/REPORT.md",
+    "train": "train one experiment, with any config field overridden (--set key=value)",
+    "list": "list the experiments, models, losses, optimisers, schedules and augmentations",
 }
 
 
 def _usage() -> str:
   lines = ["usage: hw <command> [options]", "", "commands:"]
-  lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+  lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
   lines += ["", "Run `hw <command> --help` for a command's options."]
   return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_override(text: str) -> tuple[str, Any]:
+  """``key=value`` with the value read as a Python literal (a bare word stays a string)."""
+  key, sep, value = text.partition("=")
+  if not sep or not key.strip():
+    raise ValueError(f"--set takes key=value, got {text!r}")
+  try:
+    parsed = ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    parsed = value
+  return key.strip(), parsed
+
+
+def train_command(argv: Sequence[str], catalog: Any) -> int:
+  """``hw train NAME [--set key=value]... [--profile P] [--seed N] [--data-dir D]``."""
+  from hw import data, experiment, files, progress, train
+  parser = argparse.ArgumentParser(prog="hw train", description=COMMANDS["train"])
+  parser.add_argument("experiment", help="e.g. q5.3 (see `hw list`)")
+  parser.add_argument("--profile", choices=catalog.PROFILES, default="quick")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config field (model.<kw> for a model keyword); the value "
+                           "is a Python literal; repeatable")
+  parser.add_argument("--seed", type=int, default=None)
+  parser.add_argument("--data-dir", default=None)
+  parser.add_argument("--binary-data", default=None)
+  parser.add_argument("--results-dir", default="results")
+  args = parser.parse_args(argv)
+  try:
+    config = catalog.get_config(catalog.canonical_name(args.experiment), args.profile)
+    overrides = dict(parse_override(item) for item in args.set)
+    if args.seed is not None:
+      overrides["seed"] = args.seed
+    config = config.replace(**overrides)
+    experiment.grid_points(config)
+  except (ValueError, TypeError) as error:
+    print(f"hw train: {error}", file=sys.stderr)
+    return 2
+  try:
+    with files.locked(args.results_dir):
+      files.remove_stale_temporaries(args.results_dir)
+      results = experiment.train_and_evaluate(
+          config, args.results_dir, data_dir=args.data_dir, binary_data=args.binary_data,
+          console=progress.Console.from_environment())
+  except (data.DataError, train.TrainingDiverged, OSError) as error:
+    print(f"hw train: {config.name}: {error}", file=sys.stderr)
+    return 1
+  print(f"{config.name}: test accuracy {results['test_accuracy']:.4f} "
+        f"(selected {results['selected']['label']}; {args.results_dir}/{config.name}.json)")
+  return 0 if results["meets_target"] in (None, True) else 1
+
+
+def list_command(argv: Sequence[str], catalog: Any) -> int:
+  """``hw list [--json]``: every registered name with one line about it."""
+  from hw import augmentations, losses, models, optimizers
+  parser = argparse.ArgumentParser(prog="hw list", description=COMMANDS["list"])
+  parser.add_argument("--json", action="store_true")
+  args = parser.parse_args(argv)
+  sections = {"experiments": {name: catalog.get_config(name, "quick").title
+                              for name in catalog.EXPERIMENTS}}
+  for title, registry in (("models", models.MODELS), ("losses", losses.LOSSES),
+                          ("optimizers", optimizers.OPTIMIZERS),
+                          ("lr_schedules", optimizers.SCHEDULES),
+                          ("augmentations", augmentations.AUGMENTATIONS)):
+    sections[title] = {name: registry.summary(name) for name in registry}
+  if args.json:
+    print(json.dumps(sections, indent=1))
+    return 0
+  for title, entries in sections.items():
+    print(f"{title}:")
+    width = max(map(len, entries))
+    for name, summary in entries.items():
+      print(f"  {name:<{width}}  {summary}")
+  return 0
+
+
+def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ("-h", "--help"):
     print(_usage())
@@ -27,9 +112,13 @@ def main(argv: list[str] | None = None) -> int:
   if name not in COMMANDS:
     print(f"hw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
     return 2
-  module = importlib.import_module(COMMANDS[name][0])
-  return int(module.main(rest) or 0)
-
-
-if __name__ == "__main__":
-  sys.exit(main())
+  if name in ("verify", "paper"):
+    return int(importlib.import_module(f"hw.verification.{name}").main(rest) or 0)
+  if catalog is None:
+    print(f"hw {name}: no experiment catalog; run it through the `hw` console script "
+          f"(experiments.cli:main)", file=sys.stderr)
+    return 2
+  if name == "reproduce":
+    from hw import reproduce
+    return reproduce.main(rest, catalog=catalog)
+  return (train_command if name == "train" else list_command)(rest, catalog)

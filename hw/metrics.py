@@ -30,3 +30,11 @@ def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
   true_scores = jnp.take_along_axis(scores, labels[:, None].astype(jnp.int32), axis=1)
   higher = jnp.sum(scores > true_scores, axis=1)
   return jnp.mean((higher >= k).astype(jnp.float32))
+
+
+def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array:
+  """1.0 where the prediction is right: arg-max of (N, K) scores, the sign of (N,) scores
+  (positive means class 1; labels in {0, 1} or {−1, +1})."""
+  if scores.ndim == 1:
+    return ((scores > 0) == (labels > 0)).astype(jnp.float32)
+  return (jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32)

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 
 from hw import nn as hnn
+from hw.registry import Registry
 
 
 def _outputs(scores: jax.Array, num_outputs: int) -> jax.Array:
@@ -107,14 +108,12 @@ def _cnn_bn(*, num_outputs: int, weight_scale: float | None,
                  conv_dropout=conv_dropout, padding=padding, weight_scale=weight_scale)
 
 
-# name -> constructor(*, num_outputs, weight_scale, **model_kwargs). A "vgg" entry (CIFAR-10,
-# SPEC A6) is to be added here.
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "linear": _linear,
-    "mlp": _mlp,
-    "cnn": _cnn,
-    "cnn_bn": _cnn_bn,
-}
+# name -> constructor(*, num_outputs, weight_scale, **model_kwargs)
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+MODELS.register("linear", _linear, "softmax regression / linear score (no hidden layer)")
+MODELS.register("mlp", _mlp, "fc–ReLU per hidden size, then fc (optional dropout)")
+MODELS.register("cnn", _cnn, "conv k×k valid–ReLU–maxpool 2–fc–ReLU–fc (Q5.3)")
+MODELS.register("cnn_bn", _cnn_bn, "[conv–BN–ReLU–pool–dropout]×n–fc–BN–ReLU–dropout–fc (Q5.4)")
 
 
 def create_model(name: str, *, num_outputs: int, weight_scale: float | None = None,
@@ -124,9 +123,8 @@ def create_model(name: str, *, num_outputs: int, weight_scale: float | None = No
   Raises:
     ValueError: for an unknown name or keyword.
   """
-  if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}")
+  constructor = MODELS[name]
   try:
-    return MODELS[name](num_outputs=num_outputs, weight_scale=weight_scale, **model_kwargs)
+    return constructor(num_outputs=num_outputs, weight_scale=weight_scale, **model_kwargs)
   except TypeError as error:
     raise ValueError(f"bad keyword for model {name!r}: {error}") from None

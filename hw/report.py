@@ -7,6 +7,8 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
+from hw import files
+
 
 def plot_learning_curves(results: Mapping[str, Any], path: str | os.PathLike) -> pathlib.Path:
   """Two panels: accuracy and loss per epoch. The selected grid point's train and
@@ -20,7 +22,7 @@ def plot_learning_curves(results: Mapping[str, Any], path: str | os.PathLike) ->
   fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
   for point in results["grid"]:
     epochs = [r["epoch"] for r in point["history"]]
-    if point["index"] == selected:
+    if point["index"] == selected or not epochs:
       continue
     acc_ax.plot(epochs, [r["val_accuracy"] for r in point["history"]], lw=0.8, alpha=0.6,
                 label=f"val: {point['label']}")
@@ -117,6 +119,9 @@ def _experiment_section(name: str, results: Mapping[str, Any] | None,
       "|---|---|---|---|---|---|---|",
   ]
   for point in results["grid"]:
+    if point.get("status", "complete") != "complete":
+      lines.append(f"| {point['label']} | {point['epochs']} | diverged | — | — | — | — |")
+      continue
     mark = " ←" if point["index"] == results["selected"]["index"] else ""
     lines.append(f"| {point['label']}{mark} | {point['epochs']} | {point['train_loss']:.4f} | "
                  f"{_percent(point['train_accuracy'])} | {point['val_loss']:.4f} | "
@@ -182,7 +187,5 @@ def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
   lines += ["## Per question", ""] + sections
   path = results_dir / "REPORT.md"
   results_dir.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_suffix(".md.tmp")
-  tmp.write_text("\n".join(lines) + "\n")
-  os.replace(tmp, path)
+  files.write_atomic(path, "\n".join(lines) + "\n")
   return path

@@ -19,15 +19,29 @@ import datetime
 import importlib
 import io
 import json
-import os
 import pathlib
 import shutil
 import sys
 import time
 import traceback
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
+
+from hw import files
+from hw.config import ExperimentConfig, fingerprint
+from hw.progress import Console
+from hw.splits import load_splits
 
 STATE_FILE = "reproduce_state.json"
+
+
+class Catalog(Protocol):
+  """The experiments ``hw reproduce`` can run (the ``experiments`` package is one)."""
+  EXPERIMENTS: Sequence[str]
+  PROFILES: Sequence[str]
+
+  def canonical_name(self, text: str) -> str: ...
+
+  def get_config(self, name: str, profile: str) -> ExperimentConfig: ...
 CHECKS = ("verify", "paper")
 
 
@@ -76,18 +90,9 @@ def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
   """Run ``hw.verification.<name>.main([])`` in-process; its output also goes to
   ``results_dir/<name>.log``. Returns the step record {status, exit_code, seconds, message}."""
   began = time.perf_counter()
-  module_name = f"hw.verification.{name}"
-  try:
-    module = importlib.import_module(module_name)
-  except ModuleNotFoundError as error:
-    if error.name not in (module_name, "hw.verification"):
-      raise
-    return {"status": "missing", "exit_code": None, "seconds": 0.0,
-            "message": f"{module_name} is not available in this checkout"}
+  module = importlib.import_module(f"hw.verification.{name}")
   log_path = results_dir / f"{name}.log"
   print(f"\n== hw {name} ==", flush=True)
-  import jax
-  x64 = jax.config.jax_enable_x64  # a check runs in float64; training must not inherit it
   with open(log_path, "w") as log:
     tee = _Tee(sys.stdout, log)
     try:
@@ -103,16 +108,13 @@ def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
       print(text, file=sys.stderr)
       return {"status": "error", "exit_code": None, "seconds": time.perf_counter() - began,
               "message": f"raised {text.strip().splitlines()[-1]} (see {log_path.name})"}
-    finally:
-      jax.config.update("jax_enable_x64", x64)
   status = "passed" if code == 0 else "FAILED"
   return {"status": status, "exit_code": code, "seconds": time.perf_counter() - began,
           "message": f"exit code {code}; output in {log_path.name}"}
 
 
-def _finished(results_dir: pathlib.Path, config, binary_data: str | None) -> bool:
-  """Whether ``<name>.json`` holds complete results of exactly this configuration."""
-  from hw import train
+def _finished(results_dir: pathlib.Path, config, splits) -> bool:
+  """Whether ``<name>.json`` holds complete results of exactly this configuration and data."""
   path = results_dir / f"{config.name}.json"
   if not path.exists():
     return False
@@ -120,25 +122,25 @@ def _finished(results_dir: pathlib.Path, config, binary_data: str | None) -> boo
     results = json.loads(path.read_text())
   except json.JSONDecodeError:
     return False
-  if results.get("status") != "complete":
-    return False
-  if results.get("fingerprint") != train.fingerprint(config, include_epochs=True):
-    return False
-  if config.dataset == "binary":
-    expected = f"binary task ({binary_data or 'deterministic stand-in'})"
-    return results.get("data", {}).get("source") == expected
-  return True
+  current = fingerprint(config, whole_experiment=True, data_identity=splits.identity)
+  return results.get("status") == "complete" and results.get("fingerprint") == current
 
 
 def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
-                   binary_data: str | None, force: bool) -> dict[str, Any]:
+                   binary_data: str | None, force: bool,
+                   console: Console = Console()) -> dict[str, Any]:
   """Train (or resume, or skip when finished) one experiment; returns its status record."""
-  from hw import data, report, train
+  from hw import data, experiment, report, train
   record: dict[str, Any] = {"title": config.title, "reported": list(config.reported),
                             "target": config.target, "profile": config.profile}
+  try:
+    splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+  except data.DataError as error:
+    print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)
+    return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
   if force:
     shutil.rmtree(results_dir / "checkpoints" / config.name, ignore_errors=True)
-  elif _finished(results_dir, config, binary_data):
+  elif _finished(results_dir, config, splits):
     path = results_dir / f"{config.name}.json"
     results = json.loads(path.read_text())
     # Descriptive fields (title, reported numbers, target) may change without retraining.
@@ -147,7 +149,7 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
                else bool(results["test_accuracy"] >= config.target)}
     if any(results.get(key) != value for key, value in current.items()):
       results.update(current)
-      path.write_text(json.dumps(results, indent=1))
+      experiment.write_json(path, results)
     png = results_dir / f"{config.name}.png"
     if not png.exists():
       report.plot_learning_curves(results, png)
@@ -157,11 +159,7 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   print(f"\n== {config.title} ({config.profile}) ==", flush=True)
   began = time.perf_counter()
   try:
-    results = train.train_and_evaluate(config, results_dir, data_dir=data_dir,
-                                       binary_data=binary_data)
-  except data.DataError as error:
-    print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)
-    return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
+    results = experiment.train_and_evaluate(config, results_dir, splits=splits, console=console)
   except train.TrainingDiverged as error:
     print(f"[reproduce] {error}", file=sys.stderr)
     return {**record, "status": "diverged", "message": str(error)}
@@ -189,45 +187,59 @@ def _load_state(results_dir: pathlib.Path) -> dict[str, Any]:
 
 
 def _save(results_dir: pathlib.Path, state: dict[str, Any], experiments: Sequence[str]) -> None:
-  from hw import report
+  from hw import experiment, report
   state["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-  path = results_dir / STATE_FILE
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(state, indent=1))
-  os.replace(tmp, path)
+  experiment.write_json(results_dir / STATE_FILE, state)
   report.write_report(results_dir, state, experiments)
 
 
-def _selection(only: Sequence[str]) -> tuple[list[str], list[str]]:
+def _selection(only: Sequence[str], catalog: Catalog) -> tuple[list[str], list[str]]:
   """(checks, experiments) named by --only (all of both when empty)."""
-  from experiments import registry as experiments
   if not only:
-    return list(CHECKS), list(experiments.EXPERIMENTS)
+    return list(CHECKS), list(catalog.EXPERIMENTS)
   checks, names = [], []
   for item in only:
     if item.strip().lower() in CHECKS:
       checks.append(item.strip().lower())
     else:
-      names.append(experiments.canonical_name(item))
+      names.append(catalog.canonical_name(item))
   return checks, list(dict.fromkeys(names))
 
 
-def main(argv: Sequence[str] | None = None,
-         *, get_config: Callable[[str, str], Any] | None = None) -> int:
-  """Entry point of ``hw reproduce``; ``get_config(name, profile)`` may be swapped (tests)."""
-  from experiments import registry as experiments
+def main(argv: Sequence[str] | None = None, *, catalog: Catalog,
+         get_config: Callable[[str, str], Any] | None = None,
+         console: Console | None = None) -> int:
+  """Entry point of ``hw reproduce``.
+
+  Args:
+    argv: the command-line arguments.
+    catalog: the experiments (names, spellings, configs), e.g. the ``experiments`` package.
+    get_config: ``(name, profile) -> config`` instead of ``catalog.get_config`` (tests).
+    console: progress display; default: from the environment (the command line's job).
+  """
   args = _parser().parse_args(argv)
   try:
-    checks, names = _selection(args.only)
+    checks, names = _selection(args.only, catalog)
   except ValueError as error:
     print(f"hw reproduce: {error}", file=sys.stderr)
     return 2
-  get_config = get_config or experiments.get_config
+  console = console or Console.from_environment()
   results_dir = pathlib.Path(args.results_dir)
-  results_dir.mkdir(parents=True, exist_ok=True)
+  try:
+    with files.locked(results_dir):
+      files.remove_stale_temporaries(results_dir)
+      return _run(args, checks, names, results_dir, get_config or catalog.get_config,
+                  catalog.EXPERIMENTS, console)
+  except OSError as error:
+    print(f"hw reproduce: cannot use --results-dir {args.results_dir!r}: {error}",
+          file=sys.stderr)
+    return 2
+
+
+def _run(args, checks, names, results_dir, get_config, experiments, console) -> int:
   state = _load_state(results_dir)
   state["profile"] = args.profile
-  for name in experiments.EXPERIMENTS:  # so the report lists every question from the start
+  for name in experiments:  # so the report lists every question from the start
     if name not in state["experiments"]:
       config = get_config(name, args.profile)
       state["experiments"][name] = {"title": config.title, "reported": list(config.reported),
@@ -239,24 +251,24 @@ def main(argv: Sequence[str] | None = None,
       state[check] = run_check(check, results_dir)
       if state[check]["status"] != "passed":
         failures.append(f"hw {check}: {state[check]['status']}")
-      _save(results_dir, state, experiments.EXPERIMENTS)
+      _save(results_dir, state, experiments)
     for name in names:
       config = get_config(name, args.profile)
       if args.seed is not None:
         config = config.replace(seed=args.seed)
       record = run_experiment(config, results_dir, data_dir=args.data_dir,
-                              binary_data=args.binary_data, force=args.force)
+                              binary_data=args.binary_data, force=args.force, console=console)
       state["experiments"][name] = record
       if record["status"] not in ("complete", "skipped"):
         failures.append(f"{name}: {record['status']}")
-      _save(results_dir, state, experiments.EXPERIMENTS)
+      _save(results_dir, state, experiments)
   except KeyboardInterrupt:
-    _save(results_dir, state, experiments.EXPERIMENTS)
+    _save(results_dir, state, experiments)
     print(f"\n[reproduce] interrupted; rerun the same command to resume. Report so far: "
           f"{results_dir / 'REPORT.md'}", file=sys.stderr)
     return 130
   state["exit_code"] = 1 if failures else 0
-  _save(results_dir, state, experiments.EXPERIMENTS)
+  _save(results_dir, state, experiments)
   skipped = [n for n in names if state["experiments"][n]["status"] == "skipped"]
   print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}")
   if skipped:
@@ -264,7 +276,3 @@ def main(argv: Sequence[str] | None = None,
   if failures:
     print("[reproduce] FAILURES:\n  " + "\n  ".join(failures), file=sys.stderr)
   return state["exit_code"]
-
-
-if __name__ == "__main__":
-  sys.exit(main())

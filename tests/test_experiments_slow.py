@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from experiments import registry
-from hw import train
+from hw import experiment
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 @pytest.mark.parametrize("name", ["q4_3", "q4_4", "q5_3", "q5_4"])
 def test_quick_profile_meets_target(name, hw_data_dir, tmp_path):
   config = registry.get_config(name, "quick")
-  results = train.train_and_evaluate(config, tmp_path, data_dir=hw_data_dir, plot=False)
+  results = experiment.train_and_evaluate(config, tmp_path, data_dir=hw_data_dir, plot=False)
   selected = results["grid"][results["selected"]["index"]]
   assert selected["val_accuracy"] == max(point["val_accuracy"] for point in results["grid"])
   assert results["test_accuracy"] >= config.target, (

@@ -16,7 +16,7 @@ def _tiny(name: str, profile: str):
 
 def test_only_one_experiment_writes_json_png_and_report(tmp_path, capsys):
   argv = ["--only", "Q2.3", "--results-dir", str(tmp_path)]
-  code = reproduce.main(argv, get_config=_tiny)
+  code = reproduce.main(argv, catalog=registry, get_config=_tiny)
   results = json.loads((tmp_path / "q2_3.json").read_text())
   assert code == (1 if results["meets_target"] is False else 0)
   assert (tmp_path / "q2_3.png").stat().st_size > 1000
@@ -29,7 +29,7 @@ def test_only_one_experiment_writes_json_png_and_report(tmp_path, capsys):
   assert "Q5.3" in report  # the other questions are listed as not run
 
   before = (tmp_path / "q2_3.json").stat().st_mtime_ns
-  assert reproduce.main(argv, get_config=_tiny) == code  # finished: not retrained
+  assert reproduce.main(argv, catalog=registry, get_config=_tiny) == code  # finished: not retrained
   assert (tmp_path / "q2_3.json").stat().st_mtime_ns == before
   assert "already complete" in capsys.readouterr().out
 
@@ -38,7 +38,7 @@ def test_missing_mnist_is_reported_and_not_a_failure(tmp_path):
   empty = tmp_path / "no_data"
   empty.mkdir()
   code = reproduce.main(["--only", "q4_3", "--results-dir", str(tmp_path / "results"),
-                         "--data-dir", str(empty)])
+                         "--data-dir", str(empty)], catalog=registry)
   assert code == 0
   report = (tmp_path / "results" / "REPORT.md").read_text()
   assert "data unavailable" in report and "Q4.3" in report
@@ -51,7 +51,7 @@ def test_experiment_names_are_accepted_in_every_spelling(spelling):
 
 
 def test_unknown_experiment_is_a_usage_error(tmp_path, capsys):
-  assert reproduce.main(["--only", "q9.9", "--results-dir", str(tmp_path)]) == 2
+  assert reproduce.main(["--only", "q9.9", "--results-dir", str(tmp_path)], catalog=registry) == 2
   assert "unknown experiment 'q9.9'" in capsys.readouterr().err
 
 
@@ -60,8 +60,3 @@ def test_every_experiment_has_quick_and_full_configs():
     quick, full = registry.get_config(name, "quick"), registry.get_config(name, "full")
     assert quick.name == full.name == name and quick.grid and (quick.target is not None or quick.dataset == "binary")
     assert full.epochs >= quick.epochs
-
-
-def test_a_missing_check_module_is_reported_as_missing(tmp_path):
-  record = reproduce.run_check("no_such_check", tmp_path)
-  assert record["status"] == "missing" and "hw.verification.no_such_check" in record["message"]

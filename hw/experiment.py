@@ -1,0 +1,237 @@
+"""One experiment: a grid of training runs, selection on validation, one test evaluation.
+
+``train_and_evaluate(config, workdir)`` trains every point of ``config.grid`` on the
+training split (each resuming from its per-epoch checkpoint), selects the point with the
+best final validation accuracy, evaluates that model once on the test split and writes
+``<workdir>/<name>.json`` (schema in :func:`results_record`) and ``<name>.png``. A grid
+point whose loss diverges is recorded as diverged and left out of the selection.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import pathlib
+import platform
+import time
+from typing import Any, Mapping, Sequence
+
+import flax
+import jax
+import numpy as np
+import optax
+
+from hw import checkpoint, files, randomness, train as core
+from hw.config import ExperimentConfig, fingerprint
+from hw.progress import Console
+from hw.splits import Splits, load_splits, to_device
+
+
+def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
+  """Every combination of ``config.grid`` values, in order (one empty point without a grid)."""
+  for name, values in config.grid.items():
+    if not isinstance(values, (list, tuple)) or not values:
+      raise ValueError(f"grid[{name!r}] of {config.name!r} must be a non-empty list, "
+                       f"got {values!r}")
+  names = list(config.grid)
+  return [dict(zip(names, values)) for values in itertools.product(*config.grid.values())]
+
+
+def point_config(config: ExperimentConfig, point: Mapping[str, Any]) -> ExperimentConfig:
+  return config.replace(**point).replace(grid={})
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+  return ", ".join(f"{k}={plain(v)}" for k, v in point.items()) or "(single point)"
+
+
+def plain(value: Any) -> Any:
+  """JSON-friendly (tuples become lists)."""
+  return json.loads(json.dumps(value, default=str))
+
+
+def select(points: Sequence[Mapping[str, Any]]) -> int | None:
+  """Index of the best final validation accuracy (ties: lower validation loss, then first),
+  among the points that did not diverge; None when all did."""
+  usable = [i for i, point in enumerate(points) if point.get("status", "complete") == "complete"]
+  if not usable:
+    return None
+  return min(usable, key=lambda i: (-points[i]["val_accuracy"], points[i]["val_loss"], i))
+
+
+class Checkpoints(core.Hook):
+  """Writes the state and history after every epoch (atomically; see :mod:`hw.checkpoint`)."""
+
+  def __init__(self, directory: pathlib.Path, point_fingerprint: str, history: list[dict]):
+    self.directory, self.fingerprint, self.history = directory, point_fingerprint, history
+
+  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+    self.history.append(record)
+    checkpoint.save(self.directory, state=state, epoch=epoch, history=self.history,
+                    fingerprint=self.fingerprint)
+
+
+class _Callback(core.Hook):
+  def __init__(self, index: int, callback):
+    self.index, self.callback = index, callback
+
+  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+    self.callback(self.index, epoch, record)
+
+
+def train_point(config: ExperimentConfig, data: core.TrainingData, num_classes: int,
+                directory: pathlib.Path, *, data_identity: str = "",
+                hooks: Sequence[core.Hook] = (),
+                log_name: str = "") -> tuple[core.TrainState, list[dict[str, Any]], core.Programs]:
+  """Train one configuration for ``config.epochs`` epochs, resuming from its checkpoint
+  in ``directory`` when it holds one of the same fingerprint; returns the final state, the
+  per-epoch history and the compiled programs."""
+  point_fingerprint = fingerprint(config, data_identity=data_identity)
+  steps = core.steps_per_epoch(config, data.train.size)
+  programs = core.PROGRAMS.get(config, num_classes, steps)
+  state = core.init_state(config, programs, data.train.images)
+  history: list[dict[str, Any]] = []
+  restored = checkpoint.load(directory, target=jax.device_get(state), fingerprint=point_fingerprint)
+  if restored is not None:
+    saved_state, saved_epoch, saved_history = restored
+    if saved_epoch <= config.epochs:
+      state = jax.tree_util.tree_map(jax.numpy.asarray, saved_state)
+      history = saved_history
+      if saved_epoch:
+        print(f"[train] {log_name}: resuming after epoch {saved_epoch} from {directory}")
+    else:
+      print(f"[train] {log_name}: checkpoint has {saved_epoch} > {config.epochs} epochs; "
+            f"starting afresh")
+  saved = list(history)
+  hooks = [Checkpoints(directory, point_fingerprint, saved), *hooks]
+  state, history = core.train(config, data, num_classes=num_classes, state=state,
+                              history=history, hooks=hooks)
+  return state, history, programs
+
+
+def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
+                       splits: Splits | None = None, data_dir: str | os.PathLike | None = None,
+                       binary_data: str | os.PathLike | None = None, on_epoch_end=None,
+                       hooks: Sequence[core.Hook] = (), console: Console = Console(),
+                       plot: bool = True) -> dict[str, Any]:
+  """Run the grid, select on validation, evaluate the selected model once on test.
+
+  Args:
+    config: the experiment; ``config.grid`` maps a field (or ``model.<kwarg>``) to values.
+    workdir: results go to ``workdir/<name>.json`` and ``<name>.png``; checkpoints to
+      ``workdir/checkpoints/<name>/<point>-<fingerprint>/``.
+    splits: arrays to use instead of loading ``config.dataset`` (tests, notebooks).
+    data_dir, binary_data: passed to :func:`hw.splits.load_splits`.
+    on_epoch_end: called as ``callback(point_index, epoch, record)`` after each epoch's
+      checkpoint is written (raise from it to simulate an interruption).
+    hooks: more training hooks, for every grid point.
+    console: progress display.
+    plot: write the learning-curve PNG.
+
+  Returns:
+    The results dict that is written as JSON.
+
+  Raises:
+    TrainingDiverged: every grid point diverged (no results are written).
+  """
+  began = time.perf_counter()
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if splits is None:
+    splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+  pad = config.eval_batch_size
+  data = core.TrainingData(to_device(splits.train, config.normalize, 1),
+                           to_device(splits.validation, config.normalize, pad))
+  grid, best_run, stepping = [], None, None
+  for index, point in enumerate(grid_points(config)):
+    run_config = point_config(config, point)
+    label = point_label(point)
+    run_fingerprint = fingerprint(run_config, data_identity=splits.identity)
+    directory = workdir / "checkpoints" / config.name / f"{index:02d}-{run_fingerprint}"
+    name = f"{config.name} [{index}] {label}"
+    point_hooks = [*console.hooks(name, run_config.epochs), *hooks]
+    if on_epoch_end is not None:
+      point_hooks.append(_Callback(index, on_epoch_end))
+    entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}
+    try:
+      state, history, programs = train_point(run_config, data, splits.num_classes, directory,
+                                   data_identity=splits.identity, hooks=point_hooks,
+                                   log_name=name)
+    except core.TrainingDiverged as error:
+      kept = (f"the last good checkpoint (epoch {error.epoch - 1}) is kept in {directory}"
+              if error.epoch > 1 else "no epoch completed, so there is no checkpoint")
+      message = (f"experiment {config.name!r}, grid point {index} ({label}): {error}; {kept}. "
+                 f"Lower the learning rate or the weight scale.")
+      print(f"[train] {message}")
+      grid.append({**entry, "status": "diverged", "message": message, "epochs": error.epoch - 1,
+                   "val_accuracy": None, "val_loss": None, "train_accuracy": None,
+                   "train_loss": None, "train_seconds": None, "history": []})
+      continue
+    stepping = "per_batch" if programs.per_batch else "scan"
+    final = history[-1]
+    grid.append({**entry, "status": "complete", "epochs": len(history),
+                 **{key: final[key] for key in ("val_accuracy", "val_loss", "train_accuracy",
+                                                "train_loss")},
+                 "train_seconds": sum(r["seconds"] for r in history), "history": history})
+    if select(grid) == index:
+      best_run = (state, programs)  # keep only the current best model in memory
+  best = select(grid)
+  if best is None:
+    raise core.TrainingDiverged("; ".join(point["message"] for point in grid),
+                                epoch=grid[-1]["epochs"] + 1)
+  state, programs = best_run
+  test = to_device(splits.test, config.normalize, pad)
+  test_loss, test_accuracy = core.evaluate(state, programs, test)
+  results = results_record(config, splits, grid, best, test_loss, test_accuracy,
+                           wall=time.perf_counter() - began, stepping=stepping)
+  write_json(workdir / f"{config.name}.json", results)
+  if plot:
+    from hw import report
+    report.plot_learning_curves(results, workdir / f"{config.name}.png")
+  return results
+
+
+def write_json(path: pathlib.Path, payload: Any) -> None:
+  """Write JSON atomically (:func:`hw.files.write_atomic`)."""
+  files.write_atomic(path, json.dumps(payload, indent=1))
+
+
+def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str, Any]],
+                   best: int, test_loss: float, test_accuracy: float, *, wall: float,
+                   stepping: str | None) -> dict[str, Any]:
+  """The results JSON.
+
+  Schema: name, title, status ("complete"), config (ExperimentConfig as a dict),
+  fingerprint, data {source, identity, num_classes, train, validation, test (sizes)}, grid
+  (one entry per point: index, params, label, status ("complete" or "diverged", with a
+  message), epochs, final val/train accuracy and loss, train_seconds, history [per-epoch:
+  epoch, learning_rate, train_loss, train_accuracy, val_loss, val_accuracy, seconds],
+  checkpoint), selected {index, params, label, val_accuracy}, test_accuracy, test_loss,
+  target, reported, meets_target, train_seconds (sum over all points and epochs, across
+  resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
+  platform (backend, device, PRNG implementation, stepping, versions).
+  """
+  seconds = [r["seconds"] for point in grid for r in point["history"]]
+  selected = grid[best]
+  return {
+      "name": config.name, "title": config.title, "status": "complete",
+      "config": plain(config.to_dict()),
+      "fingerprint": fingerprint(config, whole_experiment=True, data_identity=splits.identity),
+      "data": {"source": splits.source, "identity": splits.identity,
+               "num_classes": splits.num_classes, "train": len(splits.train.labels),
+               "validation": len(splits.validation.labels), "test": len(splits.test.labels)},
+      "grid": grid,
+      "selected": {"index": best, "params": selected["params"], "label": selected["label"],
+                   "val_accuracy": selected["val_accuracy"]},
+      "test_accuracy": test_accuracy, "test_loss": test_loss,
+      "target": config.target, "reported": list(config.reported),
+      "meets_target": None if config.target is None else bool(test_accuracy >= config.target),
+      "train_seconds": sum(seconds),
+      "wall_time_s": wall,
+      "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
+      "platform": {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
+                   "prng_impl": randomness.PRNG_IMPL, "stepping": stepping,
+                   "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+                   "python": platform.python_version(), "machine": platform.machine(),
+                   "cpus": os.cpu_count()},
+  }

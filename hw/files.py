@@ -1,0 +1,65 @@
+"""Writing results safely: atomic replacement through unique temporary files, and a lock
+that keeps two runs out of one results folder at the same time."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pathlib
+import sys
+import tempfile
+from typing import Iterator
+
+LOCK_FILE = ".hw.lock"
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, *, durable: bool = False) -> None:
+  """Replace ``path`` with ``data`` in one step: readers see the old or the new file, never
+  a torn one, and concurrent writers never share a temporary name. ``durable``: fsync first."""
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "wb") as handle:
+      handle.write(data.encode() if isinstance(data, str) else data)
+      if durable:
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> int:
+  """Delete the temporary files interrupted writers left in ``directory`` and below it
+  (call it only while holding the folder's lock); returns how many."""
+  stale = list(pathlib.Path(directory).rglob(".*.tmp"))
+  for tmp in stale:
+    tmp.unlink(missing_ok=True)
+  return len(stale)
+
+
+@contextlib.contextmanager
+def locked(results_dir: str | os.PathLike) -> Iterator[None]:
+  """Hold ``results_dir``'s lock; a second run waits, saying which process holds it."""
+  results_dir = pathlib.Path(results_dir)
+  results_dir.mkdir(parents=True, exist_ok=True)
+  with open(results_dir / LOCK_FILE, "a+") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      handle.seek(0)
+      holder = handle.read().strip() or "another process"
+      print(f"[hw] {results_dir} is in use by {holder}; waiting for it to finish", file=sys.stderr,
+            flush=True)
+      fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}")
+    handle.flush()
+    try:
+      yield
+    finally:
+      handle.seek(0)
+      handle.truncate()
+      fcntl.flock(handle, fcntl.LOCK_UN)

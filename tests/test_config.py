@@ -1,0 +1,78 @@
+"""hw.config: validation against the registries, field marks, fingerprint, compile key."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hw import config as config_module
+from hw.config import ExperimentConfig, compile_key, fingerprint
+
+
+def _config(**changes) -> ExperimentConfig:
+  return ExperimentConfig(name="tiny", title="tiny", dataset="synthetic", model="mlp",
+                          learning_rate=0.05, epochs=3).replace(**changes)
+
+
+def test_cosine_schedule_length_is_in_the_fingerprint_exponential_is_not():
+  cosine = _config(lr_schedule="cosine", epochs=4)
+  assert fingerprint(cosine) != fingerprint(cosine.replace(epochs=5))
+  assert compile_key(cosine) != compile_key(cosine.replace(epochs=5))
+  exponential = _config(lr_decay=0.5)
+  assert fingerprint(exponential) == fingerprint(exponential.replace(epochs=5))
+  assert fingerprint(exponential, whole_experiment=True) != fingerprint(
+      exponential.replace(epochs=5), whole_experiment=True)
+
+
+def test_fingerprint_covers_training_fields_data_and_not_descriptions():
+  base = _config()
+  for change in ({"seed": 1}, {"learning_rate": 0.1}, {"model.hidden_sizes": (7,)},
+                 {"normalize": (0.1, 0.3)}, {"augment": "shift"}, {"batch_size": 10}):
+    assert fingerprint(base) != fingerprint(base.replace(**change)), change
+  for change in ({"title": "other"}, {"notes": "x"}, {"target": 0.5}, {"eval_batch_size": 7}):
+    assert fingerprint(base) == fingerprint(base.replace(**change)), change
+  assert fingerprint(base, data_identity="a") != fingerprint(base, data_identity="b")
+
+
+def test_compile_key_ignores_the_traced_learning_rate_and_the_seeds():
+  base = _config()
+  for change in ({"learning_rate": 0.1}, {"seed": 3}, {"data_seed": 2}, {"batch_size": 10}):
+    assert compile_key(base) == compile_key(base.replace(**change)), change
+  for change in ({"model.hidden_sizes": (7,)}, {"optimizer": "adam"}, {"loss": "hinge"},
+                 {"eval_batch_size": 10}, {"weight_scale": None}):
+    assert compile_key(base) != compile_key(base.replace(**change)), change
+
+
+def test_every_field_declares_its_role():
+  for field in dataclasses.fields(ExperimentConfig):
+    assert set(field.metadata) == {"fingerprint", "compiled"}, field.name
+
+
+def test_an_unmarked_field_is_refused(monkeypatch):
+  @dataclasses.dataclass(frozen=True)
+  class Extended(ExperimentConfig):
+    new_option: int = 0
+  monkeypatch.setattr(config_module, "ExperimentConfig", Extended)
+  with pytest.raises(TypeError, match="new_option must declare"):
+    config_module._check_every_field_is_marked()
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("loss", "l1", "unknown loss loss='l1'; known: softmax_cross_entropy, logistic, hinge"),
+    ("optimizer", "lbfgs", "unknown optimizer optimizer='lbfgs'"),
+    ("lr_schedule", "step", "unknown lr_schedule lr_schedule='step'"),
+    ("model", "vgg99", "unknown model model='vgg99'"),
+    ("augment", "crop_flip", "unknown augmentation augment='crop_flip'; known: shift"),
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("batch_size", 2.5, "batch_size must be a positive integer"),
+    ("validation_fraction", 1.0, "validation_fraction must be in"),
+])
+def test_bad_options_are_refused_when_the_config_is_made(field, value, message):
+  with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    _config(**{field: value})
+
+
+def test_replace_rejects_unknown_fields_and_lists_the_known_ones():
+  with pytest.raises(ValueError, match=r"unknown config field\(s\) \['lr'\].*known: name, title"):
+    _config(lr=0.1)
+  assert _config(**{"model.hidden_sizes": (5,)}).model_kwargs == {"hidden_sizes": (5,)}

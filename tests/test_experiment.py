@@ -1,0 +1,239 @@
+"""hw.experiment: grids, selection on validation, checkpoints and exact resumption (tiny data)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from hw import checkpoint, experiment, train
+from hw.config import ExperimentConfig
+from hw.splits import Split, Splits
+
+
+def _images(count: int, seed: int) -> Split:
+  """28×28 images whose class (0–4) is a bright horizontal bar at row 5·class, plus noise."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, 5, count).astype(np.int32)
+  images = rng.random((count, 28, 28, 1), dtype=np.float32) * 0.5
+  for i, label in enumerate(labels):
+    images[i, 5 * label:5 * label + 3, 4:24, 0] += 0.5
+  return Split(images, labels)
+
+
+@pytest.fixture(scope="module")
+def splits() -> Splits:
+  return Splits(_images(300, 0), _images(100, 1), _images(100, 2), num_classes=5)
+
+
+def _config(**changes) -> ExperimentConfig:
+  base = ExperimentConfig(name="tiny", title="tiny MLP", dataset="synthetic", model="mlp",
+                          model_kwargs={"hidden_sizes": (32,), "dropout_rate": 0.2},
+                          optimizer="momentum", learning_rate=0.05, batch_size=50, epochs=3,
+                          weight_scale=None, eval_batch_size=50)
+  return base.replace(**changes)
+
+
+def _curves(results):
+  """Per-epoch metrics without the timings, for exact comparison."""
+  return [[{k: v for k, v in record.items() if k != "seconds"} for record in point["history"]]
+          for point in results["grid"]]
+
+
+def _params(directory):
+  payload = checkpoint.serialization.msgpack_restore(
+      (directory / checkpoint.FILENAME).read_bytes())
+  return payload["epoch"], jax.tree_util.tree_leaves(payload["state"]["params"])
+
+
+def _selected_checkpoint(results) -> pathlib.Path:
+  return pathlib.Path(results["grid"][results["selected"]["index"]]["checkpoint"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(splits, tmp_path_factory):
+  return experiment.train_and_evaluate(_config(), tmp_path_factory.mktemp("a"), splits=splits, plot=False)
+
+
+def test_mlp_learns_and_writes_json_and_png(splits, tmp_path):
+  results = experiment.train_and_evaluate(_config(), tmp_path, splits=splits)
+  assert (tmp_path / "tiny.png").stat().st_size > 1000
+  saved = json.loads((tmp_path / "tiny.json").read_text())
+  assert saved["test_accuracy"] == results["test_accuracy"] > 0.6  # chance is 0.2
+  assert [r["epoch"] for r in saved["grid"][0]["history"]] == [1, 2, 3]
+  losses = [r["train_loss"] for r in saved["grid"][0]["history"]]
+  assert losses[-1] < losses[0]
+  identity = saved["data"].pop("identity")
+  assert saved["data"] == {"source": "in-memory arrays", "num_classes": 5, "train": 300,
+                           "validation": 100, "test": 100}
+  assert identity.startswith("sha256:") and identity == splits.identity
+
+
+def test_cnn_with_batch_norm_and_dropout_trains(splits, tmp_path):
+  config = _config(model="cnn_bn", optimizer="adam", learning_rate=3e-3, epochs=2,
+                   model_kwargs={"conv_blocks": ((4, 5),), "hidden_size": 16,
+                                 "dropout_rate": 0.25})
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
+  history = results["grid"][0]["history"]
+  assert all(math.isfinite(r["train_loss"]) for r in history)
+  assert results["test_accuracy"] > 0.4
+  payload = checkpoint.serialization.msgpack_restore(
+      (_selected_checkpoint(results) / checkpoint.FILENAME).read_bytes())
+  stats = payload["state"]["batch_stats"]
+  assert set(stats) == {"BatchNorm_0", "BatchNorm_1"}
+  assert np.abs(stats["BatchNorm_0"]["mean"]).max() > 0  # running averages were updated
+
+
+def test_q53_cnn_runs_on_28x28(splits, tmp_path):
+  config = _config(model="cnn", epochs=1, model_kwargs={"filters": 4, "filter_size": 7,
+                                                        "hidden_size": 8})
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
+  assert math.isfinite(results["grid"][0]["train_loss"])
+
+
+def test_grid_selects_the_best_validation_point(splits, tmp_path):
+  config = _config(epochs=2, grid={"learning_rate": [0.0, 0.05]})  # lr 0 cannot learn
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
+  accuracies = [point["val_accuracy"] for point in results["grid"]]
+  assert len(accuracies) == 2 and accuracies[1] > accuracies[0]
+  assert results["selected"]["index"] == int(np.argmax(accuracies)) == 1
+  assert results["selected"]["params"] == {"learning_rate": 0.05}
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(splits, tmp_path, uninterrupted):
+  def stop_after_first_epoch(index, epoch, record):
+    if epoch == 1:
+      raise _Interrupt
+  with pytest.raises(_Interrupt):
+    experiment.train_and_evaluate(_config(), tmp_path, splits=splits, plot=False,
+                             on_epoch_end=stop_after_first_epoch)
+  epochs_seen = []
+  resumed = experiment.train_and_evaluate(_config(), tmp_path, splits=splits, plot=False,
+                                     on_epoch_end=lambda i, e, r: epochs_seen.append(e))
+  assert epochs_seen == [2, 3]  # epoch 1 came from the checkpoint
+  assert _curves(resumed) == _curves(uninterrupted)
+  assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
+  resumed_params = _params(_selected_checkpoint(resumed))
+  original_params = _params(_selected_checkpoint(uninterrupted))
+  assert resumed_params[0] == original_params[0] == 3
+  for a, b in zip(resumed_params[1], original_params[1]):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_extending_epochs_resumes_and_matches(splits, tmp_path, uninterrupted):
+  experiment.train_and_evaluate(_config(epochs=1), tmp_path, splits=splits, plot=False)
+  extended = experiment.train_and_evaluate(_config(epochs=3), tmp_path, splits=splits, plot=False)
+  assert _curves(extended) == _curves(uninterrupted)
+
+
+def test_same_seed_same_numbers_other_seed_differs(splits, tmp_path, uninterrupted):
+  again = experiment.train_and_evaluate(_config(), tmp_path / "same", splits=splits, plot=False)
+  assert _curves(again) == _curves(uninterrupted)
+  other = experiment.train_and_evaluate(_config(seed=1), tmp_path / "other", splits=splits, plot=False)
+  assert _curves(other) != _curves(uninterrupted)
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(splits, tmp_path):
+  # The learning rate grows ×1e30 per epoch, so a few epochs in the weights overflow.
+  config = _config(name="blowup", model="linear", model_kwargs={}, optimizer="sgd",
+                   learning_rate=1.0, lr_decay=1e30, epochs=6)
+  with pytest.raises(train.TrainingDiverged) as caught:
+    experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
+  message = str(caught.value)
+  assert "'blowup'" in message and "grid point 0" in message
+  bad_epoch = int(message.split("in epoch ")[1].split(" ")[0])
+  assert bad_epoch >= 2
+  (directory,) = (tmp_path / "checkpoints" / "blowup").iterdir()
+  epoch, params = _params(directory)
+  assert epoch == bad_epoch - 1
+  assert all(np.isfinite(p).all() for p in params)
+  assert not (tmp_path / "blowup.json").exists()
+
+
+def test_binary_scores_with_hinge_loss(tmp_path):
+  rng = np.random.default_rng(0)
+  features = rng.normal(size=(400, 20)).astype(np.float32)
+  labels = (features[:, 0] + 0.5 * features[:, 1] > 0).astype(np.int32)
+  data = Splits(Split(features[:200], labels[:200]),
+                      Split(features[200:300], labels[200:300]),
+                      Split(features[300:], labels[300:]), num_classes=2)
+  config = _config(model="linear", model_kwargs={}, loss="hinge", optimizer="sgd",
+                   learning_rate=0.5, epochs=10)
+  results = experiment.train_and_evaluate(config, tmp_path, splits=data, plot=False)
+  assert results["test_accuracy"] > 0.85
+
+
+@pytest.mark.real_data
+def test_softmax_regression_one_epoch_on_mnist(tmp_path):
+  data_dir = os.environ.get("HW_DATA_DIR")
+  if not data_dir or not os.path.isdir(data_dir):
+    pytest.skip("HW_DATA_DIR is not set to a folder with MNIST; skipping the real-data test")
+  config = ExperimentConfig(name="mnist_linear", title="softmax regression", dataset="mnist",
+                            model="linear", learning_rate=0.5, epochs=1)
+  results = experiment.train_and_evaluate(config, tmp_path, data_dir=data_dir, plot=False)
+  assert results["data"]["train"] == 54000 and results["data"]["test"] == 10000
+  assert results["test_accuracy"] > 0.90
+
+
+def test_per_batch_jit_mode_matches_the_scan(splits, tmp_path, uninterrupted):
+  per_batch = experiment.train_and_evaluate(_config(jit_per_batch=True), tmp_path, splits=splits,
+                                       plot=False)
+  for a, b in zip(_curves(per_batch)[0], _curves(uninterrupted)[0]):
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-4)
+
+
+def test_shift_augmentation_with_cosine_schedule_resumes_exactly(splits, tmp_path):
+  config = _config(augment="shift", lr_schedule="cosine", epochs=2)
+  whole = experiment.train_and_evaluate(config, tmp_path / "whole", splits=splits, plot=False)
+  plain = experiment.train_and_evaluate(config.replace(augment=None), tmp_path / "plain",
+                                   splits=splits, plot=False)
+  assert _curves(whole) != _curves(plain)  # the augmentation changes the training
+  assert whole["test_accuracy"] > 0.6
+
+  def stop_after_first_epoch(index, epoch, record):
+    if epoch == 1:
+      raise _Interrupt
+  with pytest.raises(_Interrupt):
+    experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False,
+                             on_epoch_end=stop_after_first_epoch)
+  resumed = experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False)
+  assert _curves(resumed) == _curves(whole)
+  with pytest.raises(ValueError, match="crop_flip"):
+    config.replace(augment="crop_flip")
+
+
+def test_a_diverging_grid_point_is_recorded_and_the_others_are_selected(splits, tmp_path):
+  config = _config(name="mixed", model="linear", model_kwargs={}, optimizer="sgd",
+                   epochs=6, grid={"lr_decay": [1e30, 1.0]}, learning_rate=0.5)
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=True)
+  diverged, fine = results["grid"]
+  assert diverged["status"] == "diverged" and "non-finite" in diverged["message"]
+  assert "'mixed', grid point 0" in diverged["message"]
+  assert fine["status"] == "complete" and results["selected"]["index"] == 1
+  report_lines = __import__("hw.report", fromlist=["x"])._experiment_section("mixed", results, {})
+  assert any("diverged" in line for line in report_lines)
+
+
+def test_checkpoints_of_other_data_are_not_resumed(splits, tmp_path, capsys):
+  def stop_after_first_epoch(index, epoch, record):
+    if epoch == 1:
+      raise _Interrupt
+  with pytest.raises(_Interrupt):
+    experiment.train_and_evaluate(_config(), tmp_path, splits=splits, plot=False,
+                                  on_epoch_end=stop_after_first_epoch)
+  flipped = Split(splits.train.images[::-1].copy(), splits.train.labels[::-1].copy())
+  other = Splits(flipped, splits.validation, splits.test, num_classes=5)
+  assert other.identity != splits.identity
+  epochs_seen = []
+  experiment.train_and_evaluate(_config(), tmp_path, splits=other, plot=False,
+                                on_epoch_end=lambda i, e, r: epochs_seen.append(e))
+  assert epochs_seen == [1, 2, 3]  # trained from scratch, not resumed
