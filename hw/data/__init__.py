@@ -5,7 +5,7 @@ where the files are looked for.
 """
 from hw.data.binary import binary_task, load_binary_pickle, make_binary_standin
 from hw.data.cifar import read_cifar_batch, write_cifar_batch
-from hw.data.containers import ArraySplit, Dataset
+from hw.data.containers import ArraySplit, Dataset, content_sha256
 from hw.data.errors import DataError
 from hw.data.idx import read_idx, write_idx
 from hw.data.loading import DATASET_NAMES, cifar_lossy_note, clear_cache, load_dataset
@@ -13,7 +13,7 @@ from hw.data.splits import split_validation
 
 __all__ = [
     "ArraySplit", "DATASET_NAMES", "DataError", "Dataset", "binary_task",
-    "cifar_lossy_note", "clear_cache", "load_binary_pickle", "load_dataset",
+    "cifar_lossy_note", "clear_cache", "content_sha256", "load_binary_pickle", "load_dataset",
     "make_binary_standin", "read_cifar_batch", "read_idx", "split_validation",
     "write_cifar_batch", "write_idx",
 ]
