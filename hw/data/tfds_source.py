@@ -159,22 +159,23 @@ def _download(name: str, url_infos: dict, download_dir: Path) -> dict[str, Path]
 def _decode_downloads(name: str, files: dict[str, Path], source: str) -> Dataset:
   if name == "cifar10":
     (archive,) = files.values()
-    batches = {}
+    batches, locations = {}, {}
     try:
       with tarfile.open(archive, "r:*") as tar:
         for member in tar.getmembers():
           file_name = Path(member.name).name
           if member.isfile() and file_name in local.CIFAR_FILES:
+            locations[file_name] = f"{archive}:{member.name}"
             batches[file_name] = cifar.parse_cifar_batch(
-                tar.extractfile(member).read(), name=f"{archive}:{member.name}")
+                tar.extractfile(member).read(), name=locations[file_name])
     except (tarfile.TarError, OSError, EOFError) as error:
       raise DataError(f"{archive}: not a readable tar archive: {error}") from error
     missing = [file for file in local.CIFAR_FILES if file not in batches]
     if missing:
       raise DataError(f"{archive}: missing {', '.join(missing)}")
-    splits = local.cifar10_from_batches(batches)
+    splits, reduced = local.cifar10_from_batches(batches, locations=locations)
     return Dataset(name=name, train=splits["train"], test=splits["test"], num_classes=10,
-                   source=source)
+                   source=source + reduced)
   by_base_name = {file_name.removesuffix(".gz"): path for file_name, path in files.items()}
   try:
     paths = {key: by_base_name[base] for key, base in local.IDX_FILES.items()}
