@@ -2,8 +2,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 
 import numpy as np
+
+
+def content_sha256(*arrays: np.ndarray) -> str:
+  """SHA-256 (hex) of the arrays' dtypes, shapes and bytes (C order), in the given order."""
+  digest = hashlib.sha256()
+  for array in arrays:
+    array = np.ascontiguousarray(array)
+    digest.update(f"{array.dtype.str}{array.shape};".encode())
+    digest.update(array.reshape(-1).view(np.uint8))
+  return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +40,14 @@ class ArraySplit:
   def __len__(self) -> int:
     return int(self.labels.shape[0])
 
+  @functools.cached_property
+  def content_sha256(self) -> str:
+    """SHA-256 of ``images`` and ``labels`` (dtype, shape, bytes); computed once, then cached.
+
+    Costs about a second per GB of images (0.2 s for MNIST, 0.6 s for CIFAR-10).
+    """
+    return content_sha256(self.images, self.labels)
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -41,6 +61,8 @@ class Dataset:
     source: where the data came from, for reports, e.g. "local IDX files in /path".
     notes: caveats a report should repeat, e.g. that the pixels are lossy JPEG decodes
       (see :func:`hw.data.cifar_lossy_note`). Empty when there is nothing to say.
+
+  ``identity`` (a property) names the content, for fingerprints of trained models.
   """
   name: str
   train: ArraySplit
@@ -49,10 +71,25 @@ class Dataset:
   source: str
   notes: tuple[str, ...] = ()
 
+  @functools.cached_property
+  def identity(self) -> str:
+    """``"<name>:sha256:<16 hex>"``: a hash of the name, the class count and the arrays.
+
+    Depends on the content only (every pixel and label, in order), not on where it was
+    read from: a copy of the folder elsewhere, or gzip instead of raw IDX files, gives
+    the same identity; a different copy (e.g. CIFAR-10 rebuilt from JPEGs instead of the
+    original pixels, or a tfds copy in its shuffled order) a different one. Computed on
+    first use (see :attr:`ArraySplit.content_sha256`) and cached with the Dataset.
+    """
+    digest = hashlib.sha256(
+        f"{self.name}|{self.num_classes}|{self.train.content_sha256}|"
+        f"{self.test.content_sha256}".encode()).hexdigest()
+    return f"{self.name}:sha256:{digest[:16]}"
+
 
 def to_unit_float(pixels: np.ndarray) -> np.ndarray:
   """uint8 pixels -> float32 pixels / 255 in [0, 1], in a single pass."""
-  return np.divide(pixels, np.float32(255.0), dtype=np.float32)
+  return np.divide(pixels, np.float32(255.0), dtype=np.float32, order="C")
 
 
 def frozen(array: np.ndarray) -> np.ndarray:

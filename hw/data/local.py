@@ -115,22 +115,35 @@ def load_idx_files(name: str, paths: dict[str, Path], *, source: str) -> Dataset
                  source=source)
 
 
-def cifar10_from_batches(batches: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
-  """{file name: (pixels, labels)} of the six CIFAR-10 batches -> {"train", "test"} splits."""
+def cifar10_from_batches(batches: dict[str, tuple[np.ndarray, np.ndarray]], *,
+                         locations: dict[str, str]) -> tuple[dict, str]:
+  """The six CIFAR-10 batches -> ({"train", "test"} splits, text to append to ``source``).
+
+  Args:
+    batches: {file name: (pixels, labels)}.
+    locations: {file name: the file's path (or archive member) for messages}.
+
+  Raises:
+    DataError: the files' record counts do not match (see
+      :func:`hw.data.cifar.check_batch_counts`).
+  """
+  reduced = cifar.check_batch_counts(
+      {locations[file]: len(batches[file][1]) for file in CIFAR_FILES})
   splits = {}
   for split, files in (("train", cifar.TRAIN_FILES), ("test", cifar.TEST_FILES)):
     splits[split] = make_split(np.concatenate([batches[file][0] for file in files]),
                                np.concatenate([batches[file][1] for file in files]))
-  return splits
+  return splits, reduced
 
 
 def _load_cifar10(folder: Path) -> Dataset:
-  splits = cifar10_from_batches(
-      {file: cifar.read_cifar_batch(folder / file) for file in CIFAR_FILES})
+  splits, reduced = cifar10_from_batches(
+      {file: cifar.read_cifar_batch(folder / file) for file in CIFAR_FILES},
+      locations={file: str(folder / file) for file in CIFAR_FILES})
   readme = _lossy_jpeg_readme(folder)
   notes = (f"{LOSSY_JPEG_NOTE} (see {readme})",) if readme else ()
   return Dataset(name="cifar10", train=splits["train"], test=splits["test"], num_classes=10,
-                 source=f"local CIFAR-10 binary batches in {folder}", notes=notes)
+                 source=f"local CIFAR-10 binary batches in {folder}{reduced}", notes=notes)
 
 
 def load_from_folder(name: str, folder: Path) -> Dataset:

@@ -15,9 +15,16 @@ decoded numpy images to PNG with ``tf.image.encode_png``). Two TF-free routes re
 Without network tfds retries for minutes, so route 2 first checks, within
 ``PROBE_TIMEOUT_S`` seconds per host, that the download servers answer (TLS handshake
 or HTTP HEAD), and fails with a :class:`DataError` when they do not.
+
+A prepared copy that cannot be read without TensorFlow (the ``tfrecord`` format that
+``tfds.load`` writes by default, or another version than the installed tfds reads) is
+not silently replaced by a second download: unless the original files are already in
+tfds's download cache, :func:`load_with_tfds` raises a DataError that names the copy,
+its format and the ways forward.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -105,11 +112,60 @@ def _has_prepared_array_record(name: str, data_dir: Path) -> bool:
   if not (data_dir / name).is_dir():
     return False  # Nothing prepared; also spares tfds's warnings about the missing folder.
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  builder = tfds.builder(name, data_dir=os.fspath(data_dir))
-  if not builder.is_prepared():
-    return False
-  formats = [builder.info.file_format, *builder.info.alternative_file_formats]
+  try:
+    builder = tfds.builder(name, data_dir=os.fspath(data_dir))
+    if not builder.is_prepared():
+      return False
+    formats = [builder.info.file_format, *builder.info.alternative_file_formats]
+  except Exception:  # pylint: disable=broad-except  # e.g. a corrupt dataset_info.json
+    return False  # Described by _unreadable_prepared_copies.
   return tfds.core.FileFormat.ARRAY_RECORD in formats
+
+
+def _unreadable_prepared_copies(name: str, data_dir: Path) -> list[tuple[Path, str]]:
+  """The prepared copies of ``name`` under ``data_dir``: (folder, "<folder> (version V,
+  F format)").
+
+  Called when none is readable here, so each one listed needs TensorFlow or another
+  tfds version. A version folder counts when it holds a ``dataset_info.json``
+  (``<data_dir>/<name>/<version>/``, or ``<name>/<config>/<version>/``).
+  """
+  copies = []
+  for info in sorted([*(data_dir / name).glob("*/dataset_info.json"),
+                      *(data_dir / name).glob("*/*/dataset_info.json")]):
+    if any(part.startswith("incomplete.") for part in info.relative_to(data_dir).parts):
+      continue  # An interrupted preparation, which tfds itself ignores.
+    try:
+      content = json.loads(info.read_text())
+      # tfds versions before file_format existed wrote tfrecord without saying so.
+      file_format = content.get("fileFormat") or "tfrecord"
+      version = content.get("version", info.parent.name)
+      copies.append((info.parent, f"{info.parent} (version {version}, {file_format} format)"))
+    except (OSError, ValueError, AttributeError) as error:
+      copies.append((info.parent, f"{info.parent} (unreadable dataset_info.json: {error})"))
+  return copies
+
+
+def _unreadable_copy_error(name: str, data_dir: Path, copies: list[tuple[Path, str]],
+                          searched: str) -> DataError:
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    wanted = f"version {tfds.builder_cls(name).VERSION}"
+  except Exception:  # pylint: disable=broad-except
+    wanted = "the version the installed tensorflow-datasets reads"
+  names = ", ".join(f"{base}[.gz]" if name != "cifar10" else base
+                    for base in local.expected_file_names(name))
+  return DataError(
+      f"cannot load {local.DISPLAY_NAMES[name]}: no local copy{searched}; tensorflow-datasets "
+      f"holds a prepared copy in {'; '.join(text for _, text in copies)}, but hw reads "
+      f"only array_record copies of {wanted} (tfds can read tfrecord copies only with "
+      f"TensorFlow, which hw does not use), and the original "
+      f"files are not in tfds's download cache {data_dir / 'downloads'}. Not downloading "
+      f"{name} again. Either pass --data-dir (data_dir=...) or set HW_DATA_DIR to a folder "
+      f"with the standard files ({names}); or convert the copy where TensorFlow is installed "
+      f"(tfds convert_format --dataset_version_dir={copies[-1][0]} "
+      f"--out_file_format=array_record); or move it out of {data_dir / name} to let "
+      f"tensorflow-datasets download the original files.")
 
 
 def _read_prepared(name: str, data_dir: Path) -> Dataset:
@@ -159,22 +215,23 @@ def _download(name: str, url_infos: dict, download_dir: Path) -> dict[str, Path]
 def _decode_downloads(name: str, files: dict[str, Path], source: str) -> Dataset:
   if name == "cifar10":
     (archive,) = files.values()
-    batches = {}
+    batches, locations = {}, {}
     try:
       with tarfile.open(archive, "r:*") as tar:
         for member in tar.getmembers():
           file_name = Path(member.name).name
           if member.isfile() and file_name in local.CIFAR_FILES:
+            locations[file_name] = f"{archive}:{member.name}"
             batches[file_name] = cifar.parse_cifar_batch(
-                tar.extractfile(member).read(), name=f"{archive}:{member.name}")
+                tar.extractfile(member).read(), name=locations[file_name])
     except (tarfile.TarError, OSError, EOFError) as error:
       raise DataError(f"{archive}: not a readable tar archive: {error}") from error
     missing = [file for file in local.CIFAR_FILES if file not in batches]
     if missing:
       raise DataError(f"{archive}: missing {', '.join(missing)}")
-    splits = local.cifar10_from_batches(batches)
+    splits, reduced = local.cifar10_from_batches(batches, locations=locations)
     return Dataset(name=name, train=splits["train"], test=splits["test"], num_classes=10,
-                   source=source)
+                   source=source + reduced)
   by_base_name = {file_name.removesuffix(".gz"): path for file_name, path in files.items()}
   try:
     paths = {key: by_base_name[base] for key, base in local.IDX_FILES.items()}
@@ -192,7 +249,8 @@ def load_with_tfds(name: str, *, searched: str = "") -> Dataset:
 
   Raises:
     DataError: offline without a cached copy (within about ``PROBE_TIMEOUT_S`` seconds
-      per download host), or a failed or corrupt download.
+      per download host), a prepared copy that needs TensorFlow (and no cached original
+      files), or a failed or corrupt download.
   """
   data_dir = tfds_data_dir()
   if _has_prepared_array_record(name, data_dir):
@@ -200,6 +258,9 @@ def load_with_tfds(name: str, *, searched: str = "") -> Dataset:
   url_infos = registered_url_infos(name)
   download_dir = data_dir / "downloads"
   if not _all_downloads_cached(name, url_infos, download_dir):
+    copies = _unreadable_prepared_copies(name, data_dir)
+    if copies:
+      raise _unreadable_copy_error(name, data_dir, copies, searched)
     unreachable = unreachable_hosts(url_infos)
     if unreachable:
       names = ", ".join(f"{base}[.gz]" if name != "cifar10" else base
