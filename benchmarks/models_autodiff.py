@@ -1,8 +1,7 @@
 """(a) and (b): the JAX versions of a network and their jitted SGD train step.
 
-(a) ``hw``: the network of ``hw.models`` (every layer an ``hw.ops`` custom VJP) and the
-    loss ``hw.ops.softmax_cross_entropy``; when ``hw.models`` does not import, the layer
-    list is interpreted directly with ``hw.ops`` functions.
+(a) ``hw``: the network of ``hw.models`` (``Architecture.module``, every layer an
+    ``hw.ops`` custom VJP) and the loss ``hw.ops.softmax_cross_entropy``.
 (b) ``autodiff``: the same layer list with standard Flax layers (``nn.Dense``, ``nn.Conv``,
     ``nn.BatchNorm``, ``nn.Dropout``, ``nn.max_pool``) and
     ``optax.softmax_cross_entropy_with_integer_labels``, differentiated by JAX autodiff.
@@ -12,17 +11,19 @@ running batch-norm statistics updated, a fresh dropout key per step.
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+import numpy as np
 import optax
 
 from benchmarks import architectures as arch
+from hw import ops
 
 LEARNING_RATE = 1e-3
+# (a) and (b) give the same float32 scores up to rounding (batch-norm variance formulas)
+MIRROR_TOLERANCE = 1e-4
 
 
 class AutodiffNet(nn.Module):
@@ -53,70 +54,41 @@ class AutodiffNet(nn.Module):
     return x
 
 
-class HwOpsNet(nn.Module):
-  """The layer list interpreted with ``hw.ops`` directly (fallback when hw.models is absent)."""
-  layers: Sequence[arch.Layer]
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    from hw import ops
-    init = nn.initializers.lecun_normal()
-    for i, layer in enumerate(self.layers):
-      if isinstance(layer, arch.Conv):
-        k = layer.kernel_size
-        w = self.param(f"{i}_kernel", init, (k, k, x.shape[-1], layer.features))
-        b = (self.param(f"{i}_bias", nn.initializers.zeros, (layer.features,))
-             if layer.use_bias else None)
-        x = ops.conv2d(x, w, b, padding=layer.padding)
-      elif isinstance(layer, arch.Dense):
-        w = self.param(f"{i}_kernel", init, (x.shape[-1], layer.features))
-        b = (self.param(f"{i}_bias", nn.initializers.zeros, (layer.features,))
-             if layer.use_bias else None)
-        x = ops.linear(x, w, b)
-      elif isinstance(layer, arch.BatchNorm):
-        c = x.shape[-1]
-        gamma = self.param(f"{i}_scale", nn.initializers.ones, (c,))
-        beta = self.param(f"{i}_bias", nn.initializers.zeros, (c,))
-        mean = self.variable("batch_stats", f"{i}_mean", jnp.zeros, (c,))
-        var = self.variable("batch_stats", f"{i}_var", jnp.ones, (c,))
-        y = ops.batch_norm(x, gamma, beta, eps=layer.epsilon)
-        if train and not self.is_initializing():
-          axes = tuple(range(x.ndim - 1))
-          m = layer.momentum
-          mean.value = m * mean.value + (1 - m) * jax.lax.stop_gradient(x.mean(axes))
-          var.value = m * var.value + (1 - m) * jax.lax.stop_gradient(x.var(axes))
-        x = y
-      elif isinstance(layer, arch.ReLU):
-        x = ops.relu(x)
-      elif isinstance(layer, arch.MaxPool):
-        x = ops.max_pool(x, layer.window)
-      elif isinstance(layer, arch.Dropout):
-        x = ops.dropout(x, key=self.make_rng("dropout"), rate=layer.rate, train=train)
-      elif isinstance(layer, arch.Flatten):
-        x = x.reshape((x.shape[0], -1))
-      else:
-        raise ValueError(f"unknown layer {layer!r}")
-    return x
-
-
-def hw_network(architecture: arch.Architecture) -> tuple[nn.Module, str]:
-  """(a): the ``hw.models`` network, or the ``hw.ops`` interpreter; and which one it is."""
-  try:
-    models = importlib.import_module("hw.models")
-  except ImportError:
-    return HwOpsNet(architecture.layers), "hw.ops layer-list interpreter (hw.models absent)"
-  module = models.create_model(architecture.model, num_outputs=arch.NUM_CLASSES,
-                               **dict(architecture.model_kwargs))
-  return module, f"hw.models.create_model({architecture.model!r})"
-
-
 def hw_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  from hw import ops
   return ops.softmax_cross_entropy(logits, labels)
 
 
 def autodiff_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def compile_quickly(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+  """``jax.jit(fn)`` compiled for ``args`` without XLA's backend optimisations: for checks
+  that run once, where compiling optimised CPU code would take most of the time."""
+  return jax.jit(fn).lower(*args).compile(
+      compiler_options={"xla_backend_optimization_level": 0})
+
+
+def mirror_error(architecture: arch.Architecture, images: jax.Array, *, train: bool,
+                 seed: int = 0) -> float:
+  """Largest |difference| of the scores of (a) the ``hw.models`` network and (b) its layer
+  list in Flax, both applied to the variables initialised for (b).
+
+  The two have the same variable tree (layer names, shapes), so a small value shows the
+  layer list mirrors the model. ``train=True`` compares batch-norm batch statistics too,
+  so it needs a network without dropout (the two draw different masks).
+  """
+  autodiff = AutodiffNet(tuple(architecture.layers))
+  key = jax.random.PRNGKey(seed)
+
+  def scores(images):
+    variables = autodiff.init({"params": key, "dropout": key}, images, train=False)
+    return [module.apply(variables, images, train=train, rngs={"dropout": key},
+                         mutable=["batch_stats"])[0]
+            for module in (architecture.module, autodiff)]
+
+  outputs = compile_quickly(scores, images)(images)
+  return float(np.max(np.abs(np.asarray(outputs[0]) - np.asarray(outputs[1]))))
 
 
 def parameter_count(variables: Any) -> int:

@@ -17,13 +17,11 @@ import optax
 from jax import lax
 
 from benchmarks import architectures as arch
-from benchmarks import models_torch, timing
+from benchmarks import timing
+from benchmarks.models_torch import torch
+from hw import ops
 
-try:
-  import torch
-  import torch.nn.functional as F
-except ImportError:
-  torch = None
+F = torch.nn.functional if torch is not None else None
 
 
 @dataclasses.dataclass
@@ -45,7 +43,7 @@ class OpCase:
   torch_threads: Sequence[int] = ()   # set_num_threads settings, each measured
 
 
-def _jax_runners(impl: JaxImpl) -> tuple[timing.Runner, timing.Runner]:
+def jax_runners(impl: JaxImpl) -> tuple[timing.Runner, timing.Runner]:
   diff = [jnp.asarray(a) for a in impl.diff_args]
   other = [jnp.asarray(a) for a in impl.other_args]
   n_diff = len(diff)
@@ -109,49 +107,59 @@ def _rand(rng, *shape):
   return rng.standard_normal(shape).astype(np.float32)
 
 
-def _conv_case(x_shape, layer: arch.Conv, rng, *, input_grad: bool = True) -> OpCase:
-  """conv2d; ``input_grad=False`` for a first layer, whose input (the images) needs no dX."""
-  from hw import ops
-  k, c, f = layer.kernel_size, x_shape[-1], layer.features
-  x, w, b = _rand(rng, *x_shape), _rand(rng, k, k, c, f) * 0.1, _rand(rng, f)
-  pad = layer.padding
-  dn = ("NHWC", "HWIO", "NHWC")
-  params = [w, b] if layer.use_bias else [w]
+def _dims(shape) -> str:
+  return "x".join(map(str, shape))
 
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+  """torch's layout of an NHWC image batch; other arrays as they are."""
+  return x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
+
+
+def _weighted_case(op: str, shape: str, x: np.ndarray, params: list[np.ndarray], hw_fn,
+                   ref_fn, torch_fn, torch_x, torch_params, *, input_grad: bool) -> OpCase:
+  """A layer ``y = f(x, w, b or None)`` as hw, autodiff and torch implementations.
+
+  ``input_grad=False`` for a first layer, whose input (the images) needs no dX: the input
+  is then passed after the parameters, as a non-differentiated argument.
+  """
   def unpack(args):
-    """(x, w, b or None) from the differentiable args followed by the others."""
     x, w, *b = args if input_grad else (args[-1], *args[:-1])
     return x, w, (b[0] if b else None)
 
-  def hw_fn(*args):
-    x, w, b = unpack(args)
-    return ops.conv2d(x, w, b, padding=pad)
+  def split(x, params):
+    return ([x] + params, []) if input_grad else (params, [x])
 
-  def ref_fn(*args):
-    x, w, b = unpack(args)
-    y = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=dn)
+  def on_unpacked(fn):
+    return lambda *args: fn(*unpack(args))
+
+  diff, other = split(x, params)
+  torch_impl = (None if torch is None else
+                (on_unpacked(torch_fn), *split(torch_x, torch_params)))
+  return OpCase(op, shape + ("" if input_grad else ", no dX"), [],
+                {"hw": JaxImpl(on_unpacked(hw_fn), diff, other),
+                 "autodiff": JaxImpl(on_unpacked(ref_fn), diff, other)}, torch_impl)
+
+
+def conv_case(x_shape, layer: arch.Conv, rng, *, input_grad: bool = True) -> OpCase:
+  k, c, f = layer.kernel_size, x_shape[-1], layer.features
+  x, w, b = _rand(rng, *x_shape), _rand(rng, k, k, c, f) * 0.1, _rand(rng, f)
+  pad = layer.padding
+  params = [w, b] if layer.use_bias else [w]
+  torch_pad = 0 if pad == "VALID" else "same"
+
+  def ref_fn(x, w, b):
+    y = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y if b is None else y + b
 
-  diff, other = ([x] + params, []) if input_grad else (params, [x])
-  torch_impl = None
-  if torch is not None:
-    torch_x, torch_params = x.transpose(0, 3, 1, 2), [w.transpose(3, 2, 0, 1)] + params[1:]
-    torch_pad = 0 if pad == "VALID" else "same"
-
-    def torch_fn(*args):
-      x, w, b = unpack(args)
-      return F.conv2d(x, w, b, padding=torch_pad)
-
-    torch_impl = ((torch_fn, [torch_x] + torch_params, []) if input_grad
-                  else (torch_fn, torch_params, [torch_x]))
-  shape = (f"x {'x'.join(map(str, x_shape))}, w {k}x{k}x{c}x{f}, {pad}"
-           + ("" if input_grad else ", no dX"))
-  return OpCase("conv2d", shape, [], {"hw": JaxImpl(hw_fn, diff, other),
-                                      "autodiff": JaxImpl(ref_fn, diff, other)}, torch_impl)
+  return _weighted_case(
+      "conv2d", f"x {_dims(x_shape)}, w {k}x{k}x{c}x{f}, {pad}", x, params,
+      lambda x, w, b: ops.conv2d(x, w, b, padding=pad), ref_fn,
+      lambda x, w, b: F.conv2d(x, w, b, padding=torch_pad),
+      _nchw(x), [w.transpose(3, 2, 0, 1)] + params[1:], input_grad=input_grad)
 
 
 def _pool_case(x_shape, layer: arch.MaxPool, rng) -> OpCase:
-  from hw import ops
   k = layer.window
   x = _rand(rng, *x_shape)
   n, h, w, c = x_shape
@@ -168,13 +176,12 @@ def _pool_case(x_shape, layer: arch.MaxPool, rng) -> OpCase:
            "autodiff-reshape": JaxImpl(reshape_fn, [x])}
   torch_impl = None
   if torch is not None:
-    torch_impl = (lambda x: F.max_pool2d(x, k), [x.transpose(0, 3, 1, 2)], [])
-  return OpCase("max_pool", f"x {'x'.join(map(str, x_shape))}, window {k}", [], impls,
+    torch_impl = (lambda x: F.max_pool2d(x, k), [_nchw(x)], [])
+  return OpCase("max_pool", f"x {_dims(x_shape)}, window {k}", [], impls,
                 torch_impl)
 
 
 def _bn_case(x_shape, layer: arch.BatchNorm, rng) -> OpCase:
-  from hw import ops
   eps = layer.epsilon
   c = x_shape[-1]
   x, g, b = _rand(rng, *x_shape), _rand(rng, c), _rand(rng, c)
@@ -187,17 +194,15 @@ def _bn_case(x_shape, layer: arch.BatchNorm, rng) -> OpCase:
 
   torch_impl = None
   if torch is not None:
-    tx = x.transpose(0, 3, 1, 2) if len(x_shape) == 4 else x
     torch_impl = (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True, eps=eps),
-                  [tx, g, b], [])
-  return OpCase("batch_norm", f"x {'x'.join(map(str, x_shape))}", [],
+                  [_nchw(x), g, b], [])
+  return OpCase("batch_norm", f"x {_dims(x_shape)}", [],
                 {"hw": JaxImpl(lambda x, g, b: ops.batch_norm(x, g, b, eps=eps), [x, g, b]),
                  "autodiff": JaxImpl(ref_fn, [x, g, b])}, torch_impl)
 
 
 def _dropout_case(x_shape, layer: arch.Dropout, rng) -> OpCase:
   """Train-time dropout: drawing the mask dominates (a fixed key: the cost is the same)."""
-  from hw import ops
   rate = layer.rate
   x = _rand(rng, *x_shape)
   key = np.asarray(jax.random.key_data(jax.random.PRNGKey(0)))   # raw threefry key data
@@ -208,56 +213,36 @@ def _dropout_case(x_shape, layer: arch.Dropout, rng) -> OpCase:
 
   torch_impl = None
   if torch is not None:
-    tx = x.transpose(0, 3, 1, 2) if len(x_shape) == 4 else x
-    torch_impl = (lambda x: F.dropout(x, rate, training=True), [tx], [])
-  return OpCase("dropout", f"x {'x'.join(map(str, x_shape))}, rate {rate:g}", [],
+    torch_impl = (lambda x: F.dropout(x, rate, training=True), [_nchw(x)], [])
+  return OpCase("dropout", f"x {_dims(x_shape)}, rate {rate:g}", [],
                 {"hw": JaxImpl(lambda x, key: ops.dropout(x, key=key, rate=rate, train=True),
                                [x], [key]),
                  "autodiff": JaxImpl(ref_fn, [x], [key])}, torch_impl)
 
 
 def _linear_case(x_shape, layer: arch.Dense, rng, *, input_grad: bool = True) -> OpCase:
-  """linear; ``input_grad=False`` for a first layer, whose input needs no dX."""
-  from hw import ops
   d, f = x_shape[-1], layer.features
   x, w, b = _rand(rng, *x_shape), _rand(rng, d, f) * 0.05, _rand(rng, f)
   params = [w, b] if layer.use_bias else [w]
 
-  def split(args):
-    if input_grad:
-      x, w, *b = args
-    else:
-      w, *b, x = args
-    return x, w, (b[0] if b else None)
-
-  def hw_fn(*args):
-    return ops.linear(*split(args))
-
-  def ref_fn(*args):
-    x, w, b = split(args)
+  def ref_fn(x, w, b):
     y = x @ w
     return y if b is None else y + b
 
-  diff, other = ([x] + params, []) if input_grad else (params, [x])
-  torch_impl = None
-  if torch is not None:
-    torch_params = [np.ascontiguousarray(w.T)] + params[1:]
-    torch_impl = ((lambda *args: F.linear(*split(args)), [x] + torch_params, []) if input_grad
-                  else (lambda *args: F.linear(*split(args)), torch_params, [x]))
-  shape = f"x {'x'.join(map(str, x_shape))}, w {d}x{f}" + ("" if input_grad else ", no dX")
-  return OpCase("linear", shape, [], {"hw": JaxImpl(hw_fn, diff, other),
-                                      "autodiff": JaxImpl(ref_fn, diff, other)}, torch_impl)
+  return _weighted_case(
+      "linear", f"x {_dims(x_shape)}, w {d}x{f}", x, params, ops.linear, ref_fn,
+      lambda x, w, b: F.linear(x, w, b), x, [np.ascontiguousarray(w.T)] + params[1:],
+      input_grad=input_grad)
 
 
 def _loss_case(logits_shape, rng) -> OpCase:
-  from hw import ops
   logits = _rand(rng, *logits_shape)
   labels = rng.integers(0, logits_shape[-1], logits_shape[0]).astype(np.int32)
   torch_impl = None
   if torch is not None:
     torch_impl = (lambda z, y: F.cross_entropy(z, y), [logits], [labels.astype(np.int64)])
   return OpCase(
-      "softmax_cross_entropy", f"logits {'x'.join(map(str, logits_shape))}", [],
+      "softmax_cross_entropy", f"logits {_dims(logits_shape)}", [],
       {"hw": JaxImpl(lambda z, y: ops.softmax_cross_entropy(z, y), [logits], [labels]),
        "autodiff": JaxImpl(
            lambda z, y: optax.softmax_cross_entropy_with_integer_labels(z, y).mean(),
@@ -279,7 +264,7 @@ def cases_for(architectures: Sequence[arch.Architecture], *, batch: int,
       if layer == "loss":
         case = _loss_case(shape, rng)
       elif isinstance(layer, arch.Conv):
-        case = _conv_case(shape, layer, rng, input_grad=after_parameters)
+        case = conv_case(shape, layer, rng, input_grad=after_parameters)
       elif isinstance(layer, arch.MaxPool):
         case = _pool_case(shape, layer, rng)
       elif isinstance(layer, arch.BatchNorm):
@@ -303,9 +288,9 @@ def measure(case: OpCase, *, rounds: int, target_s: float) -> dict[str, Any]:
   """Interleaved fwd and f+b timings of every implementation of one case (milliseconds)."""
   runners: dict[str, timing.Runner] = {}
   for name, impl in case.jax_impls.items():
-    runners[f"{name}/fwd"], runners[f"{name}/fb"] = _jax_runners(impl)
+    runners[f"{name}/fwd"], runners[f"{name}/fb"] = jax_runners(impl)
   torch_names = []
-  if case.torch_impl is not None and models_torch.available():
+  if case.torch_impl is not None:
     for threads in case.torch_threads or [1]:
       name = f"torch{threads}t"
       torch_names.append(name)

@@ -182,7 +182,6 @@ def render_markdown(result: dict[str, Any]) -> str:
   lines.append(f"Software: Python {facts['python']}, jax {facts['jax']} (jaxlib {facts['jaxlib']}, "
                f"backend {facts['jax_backend']}), flax {facts['flax']}, optax {facts['optax']}, "
                f"torch {facts['torch'] or 'not installed'} (threads {result.get('torch_threads')})  ")
-  lines.append(f"hw.ops modules using custom_vjp: {result['custom_vjp_modules']}")
   lines.append("")
   lines.append(result["settings_text"])
   lines.append("")
@@ -207,8 +206,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["Architectures:", ""]
     for m in models:
       params = ", ".join(f"{k} {v:,}" for k, v in m["num_params"].items())
-      lines.append(f"- {m['name']}: {m['title']} — `{m['layers']}` (from {m['source']}; "
-                   f"(a) = {m['a_impl']}; parameters {params})")
+      lines.append(f"- {m['name']}: {m['title']} — `{m['layers']}` (from experiments/"
+                   f"{m['name']}.py, profile full; (a) = {m['a_impl']}; parameters {params})")
     lines += ["", "## Targets", ""]
     lines += _target_lines(targets(models))
     lines.append("")

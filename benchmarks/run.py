@@ -8,26 +8,28 @@ forward and forward+backward of each op at the shapes those models use. Prints t
 and writes ``<out>/bench.md`` and ``<out>/bench.json``.
 
 Examples:
-  python -m benchmarks.run                        # everything, ~3-5 minutes on 2 cores
+  python -m benchmarks.run                        # everything (minutes; the last run's
+                                                  # wall time is in docs/results/bench.md)
   python -m benchmarks.run --quick --models q4_4  # smoke test
   python -m benchmarks.run --epoch                # also time one real epoch via hw.train
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import os
-import sys
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
+import experiments
 from benchmarks import architectures as arch
 from benchmarks import machine, models_torch, op_timings, report, timing
+from benchmarks import models_autodiff as jax_models
 
 DEFAULT_MODELS = ("q4_4", "q5_3", "q5_4")
 
@@ -78,21 +80,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   return args
 
 
-def custom_vjp_modules() -> str:
-  """Which hw.ops modules define a jax.custom_vjp (the placeholders are plain JAX)."""
-  import hw.ops
-  names = []
-  for name in ("dense", "activations", "dropout", "convolution", "pooling", "normalization",
-               "losses"):
-    try:
-      module = importlib.import_module(f"hw.ops.{name}")
-    except ImportError:
-      continue
-    if "custom_vjp" in inspect.getsource(module):
-      names.append(name)
-  return ", ".join(names) or "none (placeholders)"
-
-
 def _stats(values: Sequence[float]) -> dict[str, float]:
   q1, median, q3 = timing.quartiles(values)
   return {"median": median, "q1": q1, "q3": q3}
@@ -101,13 +88,14 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
 def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.ndarray, *,
                 rounds: int, target_s: float, torch_threads: Sequence[int]) -> dict[str, Any]:
   """Interleaved train-step timings of (a), (b), (c) for one architecture."""
-  import jax.numpy as jnp
-  from benchmarks import models_autodiff as jax_models
-
   x, y = jnp.asarray(images), jnp.asarray(labels)
-  hw_module, a_impl = jax_models.hw_network(architecture)
+  error = jax_models.mirror_error(architecture, x[:8], train=False)
+  if not error < jax_models.MIRROR_TOLERANCE:
+    raise RuntimeError(f"{architecture.name}: the layer list computes other scores than "
+                       f"hw.models (max |difference| {error:.3g}); fix "
+                       f"benchmarks.architectures.layers_from_module")
   trainers = {
-      "a": jax_models.JaxTrainer(hw_module, jax_models.hw_loss, x, y),
+      "a": jax_models.JaxTrainer(architecture.module, jax_models.hw_loss, x, y),
       "b": jax_models.JaxTrainer(jax_models.AutodiffNet(tuple(architecture.layers)),
                                  jax_models.autodiff_loss, x, y),
   }
@@ -137,8 +125,9 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
     if other != "a":
       cpu_ratios[f"a/{other}"] = _stats(timing.ratio_per_round(cpu[other], cpu["a"]))
   return {
-      "name": architecture.name, "title": architecture.title, "source": architecture.source,
-      "layers": arch.describe(architecture.layers), "a_impl": a_impl,
+      "name": architecture.name, "title": architecture.title,
+      "layers": arch.describe(architecture.layers),
+      "a_impl": f"hw.models.create_model({architecture.model!r})",
       "has_conv": any(isinstance(l, arch.Conv) for l in architecture.layers),
       "num_params": num_params,
       "images_per_s": {k: _stats(v) for k, v in throughput.items()},
@@ -155,11 +144,8 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
 
 def measure_epoch(name: str, data_dir: str | None) -> dict[str, Any]:
   """Train experiment ``name`` for one epoch on real data with hw.train (no grid)."""
-  try:
-    train = importlib.import_module("hw.train")
-    config = importlib.import_module(f"experiments.{name}").get_config("full")
-  except ImportError as error:
-    return {"name": name, "text": f"not measured: {error}"}
+  from hw import train   # only --epoch needs the trainer
+  config = experiments.get_config(name, "full")
   data_dir = data_dir or os.environ.get("HW_DATA_DIR")
   if not data_dir:
     return {"name": name, "text": "not measured: no data folder (set HW_DATA_DIR or --data-dir)"}
@@ -246,7 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   result = {
       "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
       "machine": facts, "torch_threads": torch_threads,
-      "custom_vjp_modules": custom_vjp_modules(),
       "settings_text": settings, "noise_note": noise,
       "models": models, "ops": ops, "epochs": epochs, "reproduce": reproduce,
       "targets": report.targets(models),
