@@ -11,7 +11,7 @@ Examples:
   python -m benchmarks.run                        # everything (minutes; the last run's
                                                   # wall time is in docs/results/bench.md)
   python -m benchmarks.run --quick --models q4_4  # smoke test
-  python -m benchmarks.run --epoch                # also time one real epoch via hw.train
+  python -m benchmarks.run --epoch                # also time one real epoch via hw.experiment
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="1: run XLA's CPU backend single-threaded (sets XLA_FLAGS before "
                            "JAX starts); default: XLA's own choice (all cores)")
   parser.add_argument("--epoch", action="store_true",
-                      help="also train one real MNIST epoch per model with hw.train "
+                      help="also train one real MNIST epoch per model with hw.experiment "
                            "(needs HW_DATA_DIR or --data-dir)")
   parser.add_argument("--reproduce", action="store_true",
                       help="also time `hw reproduce --profile quick` (fresh, into a temporary "
@@ -143,8 +143,8 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
 
 
 def measure_epoch(name: str, data_dir: str | None) -> dict[str, Any]:
-  """Train experiment ``name`` for one epoch on real data with hw.train (no grid)."""
-  from hw import train   # only --epoch needs the trainer
+  """Train experiment ``name`` for one epoch on real data with hw.experiment (no grid)."""
+  from hw import experiment   # only --epoch needs the trainer
   config = experiments.get_config(name, "full")
   data_dir = data_dir or os.environ.get("HW_DATA_DIR")
   if not data_dir:
@@ -152,7 +152,7 @@ def measure_epoch(name: str, data_dir: str | None) -> dict[str, Any]:
   config = config.replace(epochs=1, grid={})
   with tempfile.TemporaryDirectory(prefix="hw-bench-epoch-") as workdir:
     began = time.perf_counter()
-    result = train.train_and_evaluate(config, workdir, data_dir=data_dir, plot=False)
+    result = experiment.train_and_evaluate(config, workdir, data_dir=data_dir, plot=False)
     wall = time.perf_counter() - began
   epoch_s = result["grid"][0]["history"][0]["seconds"]
   return {"name": name, "epoch_s": epoch_s, "wall_s": wall,
@@ -165,7 +165,7 @@ def measure_epoch(name: str, data_dir: str | None) -> dict[str, Any]:
 def time_reproduce(data_dir: str | None) -> dict[str, Any]:
   """Wall time of a fresh ``hw reproduce --profile quick`` in a subprocess."""
   with tempfile.TemporaryDirectory(prefix="hw-bench-reproduce-") as results_dir:
-    command = [sys.executable, "-m", "hw.cli", "reproduce", "--profile", "quick",
+    command = [sys.executable, "-m", "experiments", "reproduce", "--profile", "quick",
                "--results-dir", results_dir]
     if data_dir:
       command += ["--data-dir", data_dir]
