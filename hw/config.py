@@ -81,8 +81,11 @@ class ExperimentConfig:
   data_seed: int = _trains(0)         # the validation split / binary stand-in (kept fixed)
   validation_fraction: float = _trains(0.1)
   augment: str | None = _shapes(None)  # None or a name in hw.augmentations.AUGMENTATIONS
-  normalize: tuple[float, float] | None = _trains(None)  # (mean, std) applied to [0,1] pixels
+  normalize: tuple[float, float] | str | None = _trains(None)  # (mean, std) of [0,1] pixels,
+                                     # or "standardize": per feature, training-split statistics
   grid: Mapping[str, Sequence[Any]] = _describes(factory=dict)
+  repeat_seeds: Sequence[int] = _describes(())  # the whole experiment again with these seeds,
+                                               # for the spread of the test accuracy
   reported: Sequence[str] = _describes(())  # what the write-ups reported
   target: float | None = _describes(None)   # test accuracy this project commits to (fraction)
   notes: str = _describes("")
@@ -142,11 +145,12 @@ def fingerprint(config: ExperimentConfig, *, whole_experiment: bool = False,
 
   The epoch count is left out (unless the schedule spans the run), so a run extended from
   k to n epochs resumes from its checkpoint. ``whole_experiment=True`` adds the name, the
-  epochs and the grid: it decides whether finished results are still current.
+  epochs, the grid and the repeat seeds: it decides whether finished results are current.
   """
   values = _marked(config, "fingerprint")
   if whole_experiment:
-    values.update(name=config.name, epochs=config.epochs, grid=config.grid)
+    values.update(name=config.name, epochs=config.epochs, grid=config.grid,
+                  repeat_seeds=list(config.repeat_seeds))
   values["_code_version"] = TRAINING_CODE_VERSION
   values["_data"] = data_identity
   return _hash(values)

@@ -24,7 +24,7 @@ import optax
 from hw import checkpoint, files, randomness, train as core
 from hw.config import ExperimentConfig, fingerprint
 from hw.progress import Console
-from hw.splits import Splits, load_splits, to_device
+from hw.splits import Splits, load_splits, normalization, to_device
 
 
 def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
@@ -140,8 +140,9 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   if splits is None:
     splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
   pad = config.eval_batch_size
-  data = core.TrainingData(to_device(splits.train, config.normalize, 1),
-                           to_device(splits.validation, config.normalize, pad))
+  normalize = normalization(config.normalize, splits.train)
+  data = core.TrainingData(to_device(splits.train, normalize, 1),
+                           to_device(splits.validation, normalize, pad))
   grid, best_run, stepping = [], None, None
   for index, point in enumerate(grid_points(config)):
     run_config = point_config(config, point)
@@ -180,15 +181,34 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     raise core.TrainingDiverged("; ".join(point["message"] for point in grid),
                                 epoch=grid[-1]["epochs"] + 1)
   state, programs = best_run
-  test = to_device(splits.test, config.normalize, pad)
+  test = to_device(splits.test, normalize, pad)
   test_loss, test_accuracy = core.evaluate(state, programs, test)
   results = results_record(config, splits, grid, best, test_loss, test_accuracy,
                            wall=time.perf_counter() - began, stepping=stepping)
+  if config.repeat_seeds:
+    results["seeds"] = _repeat(config, workdir, splits, results, console)
   write_json(workdir / f"{config.name}.json", results)
   if plot:
     from hw import report
     report.plot_learning_curves(results, workdir / f"{config.name}.png")
   return results
+
+
+def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,
+            results: Mapping[str, Any], console: Console) -> dict[str, Any]:
+  """The whole experiment (grid, selection, test) again for each of ``config.repeat_seeds``;
+  the test accuracy of every seed and their mean, standard deviation and range."""
+  seeds, accuracies = [config.seed], [results["test_accuracy"]]
+  for seed in config.repeat_seeds:
+    if seed in seeds:
+      continue
+    again = train_and_evaluate(config.replace(seed=seed, repeat_seeds=()),
+                               workdir / "seeds" / f"seed{seed}", splits=splits,
+                               console=console, plot=False)
+    seeds.append(seed)
+    accuracies.append(again["test_accuracy"])
+  return {"seeds": seeds, "test_accuracy": accuracies, "mean": float(np.mean(accuracies)),
+          "std": float(np.std(accuracies)), "min": min(accuracies), "max": max(accuracies)}
 
 
 def write_json(path: pathlib.Path, payload: Any) -> None:
@@ -207,7 +227,8 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
   message), epochs, final val/train accuracy and loss, train_seconds, history [per-epoch:
   epoch, learning_rate, train_loss, train_accuracy, val_loss, val_accuracy, seconds],
   checkpoint), selected {index, params, label, val_accuracy}, test_accuracy, test_loss,
-  target, reported, meets_target, train_seconds (sum over all points and epochs, across
+  target, reported, meets_target (None without a target or on stand-in data), seeds (with
+  ``repeat_seeds``: {seeds, test_accuracy per seed, mean, std, min, max}), train_seconds (sum over all points and epochs, across
   resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
   platform (backend, device, PRNG implementation, stepping, versions).
   """
@@ -217,7 +238,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
       "name": config.name, "title": config.title, "status": "complete",
       "config": plain(config.to_dict()),
       "fingerprint": fingerprint(config, whole_experiment=True, data_identity=splits.identity),
-      "data": {"source": splits.source, "identity": splits.identity,
+      "data": {"source": splits.source, "identity": splits.identity, "stand_in": splits.stand_in,
                "num_classes": splits.num_classes, "train": len(splits.train.labels),
                "validation": len(splits.validation.labels), "test": len(splits.test.labels)},
       "grid": grid,
@@ -225,7 +246,8 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
                    "val_accuracy": selected["val_accuracy"]},
       "test_accuracy": test_accuracy, "test_loss": test_loss,
       "target": config.target, "reported": list(config.reported),
-      "meets_target": None if config.target is None else bool(test_accuracy >= config.target),
+      "meets_target": (None if config.target is None or splits.stand_in
+                       else bool(test_accuracy >= config.target)),
       "train_seconds": sum(seconds),
       "wall_time_s": wall,
       "seconds_per_epoch": float(np.median(seconds)) if seconds else None,

@@ -26,6 +26,7 @@ class Splits:
   test: Split
   num_classes: int
   source: str = "in-memory arrays"
+  stand_in: bool = False  # made-up data in place of the real set: targets do not apply
 
   @functools.cached_property
   def identity(self) -> str:
@@ -47,7 +48,23 @@ class DeviceSplit:
   size: int          # number of real examples
 
 
-def to_device(split: Split, normalize: tuple[float, float] | None, pad_to: int) -> DeviceSplit:
+STANDARDIZE = "standardize"
+
+
+def normalization(normalize: Any, train: Split) -> tuple[Any, Any] | None:
+  """The (mean, std) a config's ``normalize`` stands for: a given pair, or for
+  ``"standardize"`` each feature's mean and standard deviation over the training split
+  (features (N, D) only)."""
+  if normalize != STANDARDIZE:
+    return normalize
+  if train.images.ndim != 2:
+    raise ValueError(f"normalize={STANDARDIZE!r} is for (N, D) features, got training "
+                     f"images of shape {train.images.shape}")
+  std = train.images.std(axis=0)
+  return train.images.mean(axis=0), np.where(std > 0, std, 1.0).astype(np.float32)
+
+
+def to_device(split: Split, normalize: tuple[Any, Any] | None, pad_to: int) -> DeviceSplit:
   """``(images − mean) / std`` on the host, zero-padded to a multiple of ``pad_to``."""
   images = split.images.astype(np.float32)
   if normalize is not None:
@@ -68,14 +85,17 @@ def load_splits(config: Any, *, data_dir: str | os.PathLike | None = None,
 
   MNIST-like sets: the official test set, and ``validation_fraction`` of the official
   training set held out for model selection. ``"binary"``: ``hw.data.binary_task``
-  (500 / 250 / 250), labels in {0, 1}. Both use ``config.data_seed``, so ``config.seed``
+  (500 / 250 / 250, labels in {0, 1}) of ``binary_data``, else of the course's file when
+  :func:`hw.data.find_binary_data` finds it under the data folder, else of the
+  deterministic stand-in. Both use ``config.data_seed``, so ``config.seed``
   changes the training only.
   """
   from hw import data  # lazily: training on given arrays needs no data module
   if config.dataset == "binary":
-    train, validation, test = data.binary_task(binary_data, seed=config.data_seed)
-    source = f"binary task ({binary_data or 'deterministic stand-in'})"
-    return Splits(_split(train), _split(validation), _split(test), num_classes=2, source=source)
+    path = binary_data if binary_data is not None else data.find_binary_data(data_dir)
+    task = data.binary_task(path, seed=config.data_seed)
+    return Splits(_split(task.train), _split(task.validation), _split(task.test), num_classes=2,
+                  source=f"binary task: {task.source}", stand_in=task.path is None)
   dataset = data.load_dataset(config.dataset, data_dir=data_dir)
   train, validation = data.split_validation(
       dataset.train, fraction=config.validation_fraction, seed=config.data_seed)

@@ -373,3 +373,15 @@ def test_binary_task_source_and_identity(tmp_path, monkeypatch):
   renamed.parent.mkdir()
   renamed.write_bytes(write(tmp_path / "other.pkl", toy()).read_bytes())
   assert data.binary_task(renamed).source == f"binary data file {renamed}"
+
+
+def test_load_splits_uses_the_course_file_under_the_data_folder(hw_data_dir):
+  from hw.config import ExperimentConfig
+  from hw.splits import load_splits
+  if data.find_binary_data(hw_data_dir) is None:
+    pytest.skip(f"real data: no eecs598-hw1/data.pkl under {hw_data_dir}")
+  config = ExperimentConfig(name="b", title="b", dataset="binary", model="linear")
+  splits = load_splits(config, data_dir=hw_data_dir)
+  assert "EECS 598 HW1 data.pkl" in splits.source and not splits.stand_in
+  assert (len(splits.train.labels), len(splits.validation.labels), len(splits.test.labels)) == (
+      500, 250, 250)

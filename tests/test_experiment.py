@@ -68,8 +68,8 @@ def test_mlp_learns_and_writes_json_and_png(splits, tmp_path):
   losses = [r["train_loss"] for r in saved["grid"][0]["history"]]
   assert losses[-1] < losses[0]
   identity = saved["data"].pop("identity")
-  assert saved["data"] == {"source": "in-memory arrays", "num_classes": 5, "train": 300,
-                           "validation": 100, "test": 100}
+  assert saved["data"] == {"source": "in-memory arrays", "stand_in": False, "num_classes": 5,
+                           "train": 300, "validation": 100, "test": 100}
   assert identity.startswith("sha256:") and identity == splits.identity
 
 
@@ -237,3 +237,22 @@ def test_checkpoints_of_other_data_are_not_resumed(splits, tmp_path, capsys):
   experiment.train_and_evaluate(_config(), tmp_path, splits=other, plot=False,
                                 on_epoch_end=lambda i, e, r: epochs_seen.append(e))
   assert epochs_seen == [1, 2, 3]  # trained from scratch, not resumed
+
+
+def test_repeat_seeds_rerun_the_whole_experiment_and_report_the_spread(splits, tmp_path):
+  config = _config(epochs=1, repeat_seeds=(1, 2), grid={"learning_rate": [0.02, 0.05]})
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
+  seeds = results["seeds"]
+  assert seeds["seeds"] == [0, 1, 2] and seeds["test_accuracy"][0] == results["test_accuracy"]
+  for seed in (1, 2):
+    again = json.loads((tmp_path / "seeds" / f"seed{seed}" / "tiny.json").read_text())
+    assert again["config"]["seed"] == seed and len(again["grid"]) == 2
+    assert seeds["test_accuracy"][seed] == again["test_accuracy"]
+  assert seeds["min"] <= seeds["mean"] <= seeds["max"]
+
+
+def test_no_target_applies_to_stand_in_data(splits, tmp_path):
+  stand_in = Splits(splits.train, splits.validation, splits.test, num_classes=5, stand_in=True)
+  results = experiment.train_and_evaluate(_config(epochs=1, target=0.99), tmp_path,
+                                          splits=stand_in, plot=False)
+  assert results["meets_target"] is None and results["data"]["stand_in"] is True
