@@ -375,13 +375,12 @@ def test_binary_task_source_and_identity(tmp_path, monkeypatch):
   assert data.binary_task(renamed).source == f"binary data file {renamed}"
 
 
-def test_load_splits_uses_the_course_file_under_the_data_folder(hw_data_dir):
+@pytest.mark.real_data
+def test_load_splits_uses_the_course_file_under_the_data_folder():
   from hw.config import ExperimentConfig
   from hw.splits import load_splits
-  if data.find_binary_data(hw_data_dir) is None:
-    pytest.skip(f"real data: no eecs598-hw1/data.pkl under {hw_data_dir}")
   config = ExperimentConfig(name="b", title="b", dataset="binary", model="linear")
-  splits = load_splits(config, data_dir=hw_data_dir)
+  splits = load_splits(config, data_dir=_real_data_root())
   assert "EECS 598 HW1 data.pkl" in splits.source and not splits.stand_in
   assert (len(splits.train.labels), len(splits.validation.labels), len(splits.test.labels)) == (
       500, 250, 250)
