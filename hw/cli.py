@@ -71,9 +71,12 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
       results = experiment.train_and_evaluate(
           config, args.results_dir, data_dir=args.data_dir, binary_data=args.binary_data,
           console=progress.Console.from_environment())
-  except (data.DataError, train.TrainingDiverged, OSError) as error:
+  except (data.DataError, train.TrainingDiverged) as error:
     print(f"hw train: {config.name}: {error}", file=sys.stderr)
     return 1
+  except OSError as error:
+    print(f"hw train: cannot use --results-dir {args.results_dir!r}: {error}", file=sys.stderr)
+    return 2
   print(f"{config.name}: test accuracy {results['test_accuracy']:.4f} "
         f"(selected {results['selected']['label']}; {args.results_dir}/{config.name}.json)")
   return 0 if results["meets_target"] in (None, True) else 1

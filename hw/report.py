@@ -196,9 +196,10 @@ def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
           f"{results['selected']['label']} | {results['train_seconds']:.0f} s |")
     sections += _experiment_section(name, results, status)
   lines += ["", "Exit status: 0 when every step that ran succeeded and every experiment that ran "
-            "met its target; 1 on a real failure (verify/paper failing or missing, an experiment "
-            "crashing or diverging, or missing its target). An experiment whose data is "
-            "unavailable is reported as skipped and is not a failure.", ""]
+            "met its target; 1 on a real failure (verify/paper failing, an experiment crashing, "
+            "diverging, missing its target or finding its data unusable). Only an experiment "
+            "whose data cannot be had offline, and that was not named with --only, is reported "
+            "as skipped, which is not a failure.", ""]
   lines += ["## Per question", ""] + sections
   path = results_dir / "REPORT.md"
   results_dir.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,12 @@ is not retrained (``--force`` retrains it), and an interrupted one resumes from 
 per-epoch checkpoints.
 
 Exit status: 0 when every step that ran succeeded and every experiment that ran met its
-target; 1 on a real failure: ``hw verify`` or ``hw paper`` failing or missing, an
-experiment crashing or diverging, or an experiment falling short of its target. An
-experiment whose data cannot be had (no MNIST folder and offline) is reported as skipped
-and is not a failure. 2 for bad command-line arguments; 130 when interrupted.
+target; 1 on a real failure: ``hw verify`` or ``hw paper`` failing, an experiment
+crashing, diverging on every grid point, falling short of its target, or finding its data
+unusable (a missing ``--data-dir``, corrupt or malformed files). Only an experiment whose
+data cannot be had at all (no data folder and offline) and that was not named with
+``--only`` is reported as skipped, which is not a failure. 2 for bad command-line
+arguments or an unusable ``--results-dir``; 130 when interrupted.
 """
 from __future__ import annotations
 
@@ -49,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="hw reproduce",
       description="Run hw verify, hw paper and the experiments; write RESULTS_DIR/REPORT.md.",
-      epilog="Exit status: 0 all good; 1 a step failed or missed its target (missing data "
-             "is a skip, not a failure); 2 bad arguments; 130 interrupted.")
+      epilog="Exit status: 0 all good; 1 a step failed, missed its target or found its data "
+             "unusable (only data that cannot be had offline, for experiments not named with "
+             "--only, is a skip); 2 bad arguments; 130 interrupted.")
   parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                       help="quick: the EECS questions in under 20 minutes on a 2-core CPU; "
                            "full: more epochs, wider grids (default: quick)")
@@ -128,17 +131,24 @@ def _finished(results_dir: pathlib.Path, config, splits) -> bool:
 
 
 def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
-                   binary_data: str | None, force: bool,
+                   binary_data: str | None, force: bool, named: bool = False,
                    console: Console = Console()) -> dict[str, Any]:
-  """Train (or resume, or skip when finished) one experiment; returns its status record."""
+  """Train (or resume, or skip when finished) one experiment; returns its status record.
+
+  Data that cannot be had (no local copy, offline) skips the experiment, unless the user
+  ``named`` it (``--only``); missing, corrupt or malformed files are a failure.
+  """
   from hw import data, experiment, report, train
   record: dict[str, Any] = {"title": config.title, "reported": list(config.reported),
                             "target": config.target, "profile": config.profile}
   try:
     splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
   except data.DataError as error:
-    print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)
-    return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
+    if isinstance(error, data.DataUnavailable) and not named:
+      print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)
+      return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
+    print(f"[reproduce] {config.name}: FAILED, unusable data: {error}", file=sys.stderr)
+    return {**record, "status": "failed", "message": f"unusable data: {error}"}
   if force:
     shutil.rmtree(results_dir / "checkpoints" / config.name, ignore_errors=True)
   elif _finished(results_dir, config, splits):
@@ -258,7 +268,8 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       if args.seed is not None:
         config = config.replace(seed=args.seed)
       record = run_experiment(config, results_dir, data_dir=args.data_dir,
-                              binary_data=args.binary_data, force=args.force, console=console)
+                              binary_data=args.binary_data, force=args.force,
+                              named=bool(args.only), console=console)
       state["experiments"][name] = record
       if record["status"] not in ("complete", "skipped"):
         failures.append(f"{name}: {record['status']}")

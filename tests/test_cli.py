@@ -64,3 +64,14 @@ def test_hw_never_imports_the_experiments_package():
           "print(any(m == 'experiments' or m.startswith('experiments.') for m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "False"
+
+
+def test_train_exit_codes_for_bad_data_and_results_folders(tmp_path, capsys):
+  assert app.main(["train", "q4.3", "--data-dir", str(tmp_path / "absent"),
+                   "--results-dir", str(tmp_path / "r")]) == 1
+  assert "is not an existing folder" in capsys.readouterr().err
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  assert app.main(["train", "q2.3", "--set", "epochs=1", "--results-dir",
+                   str(blocker / "sub")]) == 2
+  assert "cannot use --results-dir" in capsys.readouterr().err

@@ -34,15 +34,38 @@ def test_only_one_experiment_writes_json_png_and_report(tmp_path, capsys):
   assert "already complete" in capsys.readouterr().out
 
 
-def test_missing_mnist_is_reported_and_not_a_failure(tmp_path):
+def test_an_empty_or_missing_data_dir_is_a_failure_with_the_reason(tmp_path):
   empty = tmp_path / "no_data"
   empty.mkdir()
-  code = reproduce.main(["--only", "q4_3", "--results-dir", str(tmp_path / "results"),
-                         "--data-dir", str(empty)], catalog=registry)
-  assert code == 0
-  report = (tmp_path / "results" / "REPORT.md").read_text()
-  assert "data unavailable" in report and "Q4.3" in report
-  assert not (tmp_path / "results" / "q4_3.json").exists()
+  for data_dir in (empty, tmp_path / "nonexistent"):
+    code = reproduce.main(["--only", "q4_3", "--results-dir", str(tmp_path / "results"),
+                           "--data-dir", str(data_dir)], catalog=registry)
+    assert code == 1
+    report = (tmp_path / "results" / "REPORT.md").read_text()
+    assert "unusable data" in report and str(data_dir) in report and "Q4.3" in report
+    assert not (tmp_path / "results" / "q4_3.json").exists()
+
+
+def test_data_that_cannot_be_had_offline_skips_unnamed_experiments_only(tmp_path, monkeypatch):
+  from hw import data
+
+  def offline(config, **kwargs):
+    raise data.DataUnavailable("no local copy, and offline")
+  monkeypatch.setattr(reproduce, "load_splits", offline)
+  unnamed = reproduce.run_experiment(registry.get_config("q4_3", "quick"), tmp_path,
+                                     data_dir=None, binary_data=None, force=False)
+  assert unnamed["status"] == "skipped"
+  named = reproduce.run_experiment(registry.get_config("q4_3", "quick"), tmp_path,
+                                   data_dir=None, binary_data=None, force=False, named=True)
+  assert named["status"] == "failed" and "no local copy" in named["message"]
+
+
+def test_a_bad_results_dir_is_a_usage_error(tmp_path, capsys):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  assert reproduce.main(["--only", "q2_3", "--results-dir", str(blocker / "sub")],
+                        catalog=registry) == 2
+  assert "cannot use --results-dir" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("spelling", ["q5.3", "q5_3", "Q5.3", "5.3"])

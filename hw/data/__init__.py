@@ -9,13 +9,14 @@ from hw.data.binary import (BinaryTask, binary_task, find_binary_data, load_bina
                             load_binary_pickle, make_binary_standin)
 from hw.data.cifar import read_cifar_batch, write_cifar_batch
 from hw.data.containers import ArraySplit, Dataset, content_sha256
-from hw.data.errors import DataError
+from hw.data.errors import DataError, DataUnavailable
 from hw.data.idx import read_idx, write_idx
 from hw.data.loading import DATASET_NAMES, cifar_lossy_note, clear_cache, load_dataset
 from hw.data.splits import split_validation
 
 __all__ = [
-    "ArraySplit", "BinaryTask", "DATASET_NAMES", "DataError", "Dataset", "binary_task",
+    "ArraySplit", "BinaryTask", "DATASET_NAMES", "DataError", "DataUnavailable", "Dataset",
+    "binary_task",
     "cifar_lossy_note", "clear_cache", "content_sha256", "find_binary_data",
     "load_binary_file", "load_binary_pickle", "load_dataset", "make_binary_standin",
     "read_cifar_batch", "read_idx", "split_validation", "write_cifar_batch", "write_idx",

@@ -7,3 +7,8 @@ class DataError(ValueError):
 
   The message names the file (or folder) and what is wrong with it.
   """
+
+
+class DataUnavailable(DataError):
+  """No local copy of a data set and no network to download it: the one data problem that
+  may skip an experiment the user did not ask for by name (anything else is a failure)."""

@@ -37,7 +37,7 @@ import numpy as np
 
 from hw.data import cifar, local
 from hw.data.containers import Dataset, make_split
-from hw.data.errors import DataError
+from hw.data.errors import DataError, DataUnavailable
 
 PROBE_TIMEOUT_S = 3.0
 _IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
@@ -266,7 +266,7 @@ def load_with_tfds(name: str, *, searched: str = "") -> Dataset:
       names = ", ".join(f"{base}[.gz]" if name != "cifar10" else base
                         for base in local.expected_file_names(name))
       subfolders = " or ".join(f"{sub}/" for sub in local.SUBFOLDERS[name])
-      raise DataError(
+      raise DataUnavailable(
           f"cannot load {local.DISPLAY_NAMES[name]}: no local copy{searched}, and "
           f"tensorflow-datasets cannot download it ({', '.join(unreachable)} unreachable). "
           f"Pass --data-dir (data_dir=...) or set HW_DATA_DIR to a folder with the standard "
