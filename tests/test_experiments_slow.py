@@ -10,7 +10,7 @@ import pytest
 from experiments import registry
 from hw import experiment
 
-pytestmark = [pytest.mark.slow, pytest.mark.real_data]
+pytestmark = [pytest.mark.slow, pytest.mark.real_data, pytest.mark.timeout(3600)]
 
 
 @pytest.mark.parametrize("name", ["q4_3", "q4_4", "q5_3", "q5_4"])
