@@ -89,9 +89,21 @@ def _with_grid_point(config: Mapping[str, Any], params: Mapping[str, Any]) -> di
   return merged
 
 
+def _study_section(name: str, results: Mapping[str, Any],
+                   status: Mapping[str, Any]) -> list[str]:
+  lines = [f"### {results['title']}", ""]
+  if status.get("status") not in (None, "complete"):
+    lines += [f"> Latest attempt: **{status['status']}** — {status.get('message', '')}", ""]
+  lines += [str(line) for line in results["summary"]]
+  lines += [""] + [f"![{name}: {figure}]({figure})" for figure in results["figures"]]
+  return lines + ["", f"Time: {results['wall_time_s']:.1f} s (profile `{results['profile']}`).", ""]
+
+
 def _experiment_section(name: str, results: Mapping[str, Any] | None,
                         status: Mapping[str, Any] | None) -> list[str]:
   status = status or {}
+  if results is not None and "study_version" in results:
+    return _study_section(name, results, status)
   if results is None:
     title = status.get("title", name)
     lines = [f"### {title}", ""]
@@ -188,6 +200,12 @@ def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
       reported = ", ".join((status or {}).get("reported", [])) or "—"
       lines.append(f"| {label} | {reported} | — | {_percent((status or {}).get('target'))} | "
                    f"{(status or {}).get('status', 'not run')} | — | — |")
+    elif "study_version" in results:
+      met = {True: "PASS", False: "SHORT", None: "no target"}[results["meets_target"]]
+      lines.append(f"| {results['title'].split(' ')[0]} | "
+                   f"{', '.join(results.get('reported') or []) or '—'} | "
+                   f"{results.get('headline', 'see below')} | {_percent(results.get('target'))} | "
+                   f"{met} | — | {results['wall_time_s']:.0f} s |")
     else:
       lines.append(
           f"| {results['title'].split(' ')[0]} | {', '.join(results.get('reported') or []) or '—'} "

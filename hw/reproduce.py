@@ -29,9 +29,11 @@ import traceback
 from typing import Any, Callable, Protocol, Sequence
 
 from hw import files
+from hw import study as study_module
 from hw.config import ExperimentConfig, fingerprint
 from hw.progress import Console
 from hw.splits import load_splits
+from hw.study import Study
 
 STATE_FILE = "reproduce_state.json"
 
@@ -43,7 +45,7 @@ class Catalog(Protocol):
 
   def canonical_name(self, text: str) -> str: ...
 
-  def get_config(self, name: str, profile: str) -> ExperimentConfig: ...
+  def get_config(self, name: str, profile: str) -> ExperimentConfig | Study: ...
 CHECKS = ("verify", "paper")
 
 
@@ -187,6 +189,41 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   return {**record, "status": status, "message": f"trained in {seconds:.0f} s"}
 
 
+def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
+              force: bool) -> dict[str, Any]:
+  """Run one study (or skip it when its results are complete); returns its status record."""
+  from hw import data, experiment
+  record: dict[str, Any] = {"title": study.title, "reported": list(study.reported),
+                            "target": study.target, "profile": study.profile}
+  path = results_dir / f"{study.name}.json"
+  if not force and path.exists():
+    try:
+      if study_module.finished(json.loads(path.read_text()), study):
+        print(f"[reproduce] {study.name}: already complete in {results_dir} (use --force to rerun)")
+        return {**record, "status": "complete", "message": "finished earlier; not rerun"}
+    except json.JSONDecodeError:
+      pass
+  print(f"\n== {study.title} ({study.profile}) ==", flush=True)
+  began = time.perf_counter()
+  try:
+    results = study.run(results_dir, profile=study.profile, data_dir=data_dir)
+    study_module.check_results(results, study)
+  except data.DataError as error:
+    print(f"[reproduce] {study.name}: FAILED, unusable data: {error}", file=sys.stderr)
+    return {**record, "status": "failed", "message": f"unusable data: {error}"}
+  except (KeyboardInterrupt, SystemExit):
+    raise
+  except Exception as error:
+    traceback.print_exc()
+    return {**record, "status": "failed", "message": f"{type(error).__name__}: {error}"}
+  seconds = time.perf_counter() - began
+  results = study_module.stamp({**results, "wall_time_s": seconds}, study)
+  experiment.write_json(path, results)
+  status = "short of target" if results["meets_target"] is False else "complete"
+  print(f"[reproduce] {study.name}: {status} in {seconds:.0f} s")
+  return {**record, "status": status, "message": f"ran in {seconds:.0f} s"}
+
+
 def _load_state(results_dir: pathlib.Path) -> dict[str, Any]:
   path = results_dir / STATE_FILE
   if path.exists():
@@ -265,11 +302,14 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       _save(results_dir, state, experiments)
     for name in names:
       config = get_config(name, args.profile)
-      if args.seed is not None:
-        config = config.replace(seed=args.seed)
-      record = run_experiment(config, results_dir, data_dir=args.data_dir,
-                              binary_data=args.binary_data, force=args.force,
-                              named=bool(args.only), console=console)
+      if isinstance(config, Study):
+        record = run_study(config, results_dir, data_dir=args.data_dir, force=args.force)
+      else:
+        if args.seed is not None:
+          config = config.replace(seed=args.seed)
+        record = run_experiment(config, results_dir, data_dir=args.data_dir,
+                                binary_data=args.binary_data, force=args.force,
+                                named=bool(args.only), console=console)
       state["experiments"][name] = record
       if record["status"] not in ("complete", "skipped"):
         failures.append(f"{name}: {record['status']}")
