@@ -3,7 +3,8 @@
 ``train_and_evaluate(config, workdir)`` trains every point of ``config.grid`` on the
 training split (each resuming from its per-epoch checkpoint), selects the point with the
 best final validation accuracy, evaluates that model once on the test split and writes
-``<workdir>/<name>.json`` (schema in :func:`results_record`) and ``<name>.png``. A grid
+``<workdir>/<name>.json`` (schema in :func:`results_record`) and ``<name>.png``; while it
+trains, ``<name>.metrics.jsonl`` gets one line per epoch. A grid
 point whose loss diverges is recorded as diverged and left out of the selection.
 """
 from __future__ import annotations
@@ -69,6 +70,17 @@ class Checkpoints(core.Hook):
     self.history.append(record)
     checkpoint.save(self.directory, state=state, epoch=epoch, history=self.history,
                     fingerprint=self.fingerprint)
+
+
+class MetricsLog(core.Hook):
+  """Appends each epoch's record as one JSON line to ``path`` (watch or plot a live run)."""
+
+  def __init__(self, path: pathlib.Path, **fields: Any):
+    self.path, self.fields = path, fields
+
+  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+    with open(self.path, "a") as handle:
+      handle.write(json.dumps({**self.fields, **record}) + "\n")
 
 
 class _Callback(core.Hook):
@@ -150,7 +162,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     run_fingerprint = fingerprint(run_config, data_identity=splits.identity)
     directory = workdir / "checkpoints" / config.name / f"{index:02d}-{run_fingerprint}"
     name = f"{config.name} [{index}] {label}"
-    point_hooks = [*console.hooks(name, run_config.epochs), *hooks]
+    point_hooks = [*console.hooks(name, run_config.epochs), *hooks,
+                   MetricsLog(workdir / f"{config.name}.metrics.jsonl", point=index, label=label)]
     if on_epoch_end is not None:
       point_hooks.append(_Callback(index, on_epoch_end))
     entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}

@@ -300,7 +300,13 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       if state[check]["status"] != "passed":
         failures.append(f"hw {check}: {state[check]['status']}")
       _save(results_dir, state, experiments)
-    for name in names:
+    began = time.perf_counter()
+    for done, name in enumerate(names):
+      elapsed = time.perf_counter() - began
+      estimate = (f", about {elapsed / done * (len(names) - done) / 60:.0f} min to go"
+                  if done else "")
+      print(f"\n[reproduce] experiment {done + 1} of {len(names)}: {name} "
+            f"({elapsed / 60:.1f} min elapsed{estimate})", flush=True)
       config = get_config(name, args.profile)
       if isinstance(config, Study):
         record = run_study(config, results_dir, data_dir=args.data_dir, force=args.force)

@@ -67,6 +67,9 @@ def test_mlp_learns_and_writes_json_and_png(splits, tmp_path):
   assert [r["epoch"] for r in saved["grid"][0]["history"]] == [1, 2, 3]
   losses = [r["train_loss"] for r in saved["grid"][0]["history"]]
   assert losses[-1] < losses[0]
+  lines = [json.loads(line) for line in (tmp_path / "tiny.metrics.jsonl").read_text().splitlines()]
+  assert [(line["point"], line["epoch"]) for line in lines] == [(0, 1), (0, 2), (0, 3)]
+  assert lines[-1]["val_accuracy"] == saved["grid"][0]["val_accuracy"]
   identity = saved["data"].pop("identity")
   assert saved["data"] == {"source": "in-memory arrays", "stand_in": False, "num_classes": 5,
                            "train": 300, "validation": 100, "test": 100}
