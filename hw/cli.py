@@ -19,6 +19,7 @@ COMMANDS = {
     "reproduce": "run verify, paper and the experiments; write results/REPORT.md",
     "train": "train one experiment, with any config field overridden (--set key=value)",
     "list": "list the experiments, models, losses, optimisers, schedules and augmentations",
+    "readme": "rewrite the README's results table from a results folder (docs/results)",
 }
 
 
@@ -106,6 +107,23 @@ def list_command(argv: Sequence[str], catalog: Any) -> int:
   return 0
 
 
+def readme_command(argv: Sequence[str], catalog: Any) -> int:
+  """``hw readme [--readme README.md] [--results-dir docs/results]``."""
+  from hw import report
+  parser = argparse.ArgumentParser(prog="hw readme", description=COMMANDS["readme"])
+  parser.add_argument("--readme", default="README.md")
+  parser.add_argument("--results-dir", default="docs/results")
+  args = parser.parse_args(argv)
+  try:
+    changed = report.update_readme(args.readme, args.results_dir, catalog.EXPERIMENTS)
+  except (OSError, ValueError) as error:
+    print(f"hw readme: {error}", file=sys.stderr)
+    return 2
+  print(f"{args.readme}: results table {'rewritten' if changed else 'already current'} "
+        f"from {args.results_dir}")
+  return 0
+
+
 def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ("-h", "--help"):
@@ -124,4 +142,5 @@ def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
   if name == "reproduce":
     from hw import reproduce
     return reproduce.main(rest, catalog=catalog)
-  return (train_command if name == "train" else list_command)(rest, catalog)
+  commands = {"train": train_command, "list": list_command, "readme": readme_command}
+  return commands[name](rest, catalog)
