@@ -12,6 +12,7 @@ def get_config(profile: str = "quick") -> ExperimentConfig:
       normalize=MNIST_NORMALIZE,
       grid={"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2] if full else [1e-3, 3e-3]},
       reported=("90.2%", "92%"), target=0.923, profile=profile,
+      figures=("class_templates",),
       notes="Grid: learning rate (Adam, ×0.7 per epoch), inputs standardised with the MNIST "
             "training mean/std. Softmax regression is convex, so the ~92.5% it reaches is "
             "close to its ceiling; the target leaves a margin of ~0.2-0.3 points (seeds 0-2 "

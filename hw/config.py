@@ -19,6 +19,7 @@ import json
 from typing import Any, Mapping, Sequence
 
 from hw.augmentations import AUGMENTATIONS
+from hw.figures import FIGURES
 from hw.losses import LOSSES
 from hw.models import MODELS
 from hw.optimizers import OPTIMIZERS, SCHEDULES
@@ -89,6 +90,8 @@ class ExperimentConfig:
   reported: Sequence[str] = _describes(())  # what the write-ups reported
   target: float | None = _describes(None)   # test accuracy this project commits to (fraction)
   notes: str = _describes("")
+  figures: Sequence[str] = _describes(())  # names in hw.figures.FIGURES, drawn from the
+                                          # selected model into <name>_<figure>.png
   profile: str = _describes("quick")  # which profile of the experiment's get_config made this
 
   def __post_init__(self):
@@ -98,6 +101,8 @@ class ExperimentConfig:
     MODELS.check(self.model, field="model")
     if self.augment is not None:
       AUGMENTATIONS.check(self.augment, field="augment")
+    for figure in self.figures:
+      FIGURES.check(figure, field="figures")
     for field in ("epochs", "batch_size", "eval_batch_size"):
       value = getattr(self, field)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:

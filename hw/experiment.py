@@ -24,6 +24,7 @@ import optax
 
 from hw import checkpoint, files, randomness, train as core
 from hw.config import ExperimentConfig, fingerprint
+from hw.figures import FIGURES
 from hw.progress import Console
 from hw.splits import Splits, load_splits, normalization, to_device
 
@@ -200,6 +201,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
                            wall=time.perf_counter() - began, stepping=stepping)
   if config.repeat_seeds:
     results["seeds"] = _repeat(config, workdir, splits, results, console)
+  if plot:
+    results["figures"] = [f"{config.name}.png"]
+    for figure in config.figures:
+      FIGURES[figure](jax.device_get(state.params), workdir / f"{config.name}_{figure}.png")
+      results["figures"].append(f"{config.name}_{figure}.png")
   write_json(workdir / f"{config.name}.json", results)
   if plot:
     from hw import report

@@ -156,6 +156,7 @@ def _experiment_section(name: str, results: Mapping[str, Any] | None,
   if config.get("notes"):
     lines += ["", config["notes"]]
   lines += ["", f"![{name} learning curves]({name}.png)", ""]
+  lines += [f"![{name}: {figure}]({figure})" for figure in results.get("figures", [])[1:]]
   return lines
 
 

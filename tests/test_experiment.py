@@ -259,3 +259,15 @@ def test_no_target_applies_to_stand_in_data(splits, tmp_path):
   results = experiment.train_and_evaluate(_config(epochs=1, target=0.99), tmp_path,
                                           splits=stand_in, plot=False)
   assert results["meets_target"] is None and results["data"]["stand_in"] is True
+
+
+@pytest.mark.parametrize("model, kwargs, figure", [
+    ("linear", {}, "class_templates"),
+    ("cnn", {"filters": 4, "filter_size": 5, "hidden_size": 8}, "first_filters")])
+def test_figures_of_the_selected_model_are_drawn(splits, tmp_path, model, kwargs, figure):
+  config = _config(model=model, model_kwargs=kwargs, epochs=1, figures=(figure,))
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits)
+  assert results["figures"] == ["tiny.png", f"tiny_{figure}.png"]
+  assert (tmp_path / f"tiny_{figure}.png").stat().st_size > 1000
+  with pytest.raises(ValueError, match="unknown figure figures='nope'"):
+    _config(figures=("nope",))
