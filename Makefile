@@ -17,8 +17,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
+# PyTorch's CPU-only wheel comes from its own index (the default index serves the CUDA
+# build with gigabytes of NVIDIA packages); TORCH_INDEX overrides it.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 $(BIN)/.installed-bench: $(BIN)/.installed
-	$(BIN)/pip install -q -c constraints.txt -e '.[test,bench]'
+	$(BIN)/pip install -q --index-url $(TORCH_INDEX) torch==2.13.0
 	touch $@
 
 reproduce: $(BIN)/.installed
