@@ -1,4 +1,10 @@
-"""Every op of the registry against its autodiff reference, case by case (float64)."""
+"""Every row of the registry against its autodiff reference, case by case (float64).
+
+This is the one gradient suite of ``hw.ops``: the registry's rows cover every op and
+every implementation path (``conv2d[shift]``, ``max_pool[windows]``, ...), and ``hw
+verify`` runs the same cases. Below, the conventions the references carry (tie rules,
+kinks, adaptive windows, the dropout mask) are checked against independent computations.
+"""
 from __future__ import annotations
 
 import jax
@@ -82,3 +88,60 @@ def test_reference_dropout_is_inverted_dropout():
   np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.75)
   assert 0.65 < kept.mean() < 0.85
   np.testing.assert_array_equal(ref.dropout(x, key=key, rate=0.25, train=False), x)
+
+
+def _adaptive_windows(size, out):
+  return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _adaptive_loop(x, output_size, kind, dy):
+  """Loop over windows in NumPy: output, and dX (first arg-max in row-major order / mean)."""
+  x, dy = np.asarray(x), np.asarray(dy)
+  oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+  y, dx = np.zeros(dy.shape), np.zeros(x.shape)
+  for i, (top, bottom) in enumerate(_adaptive_windows(x.shape[1], oh)):
+    for j, (left, right) in enumerate(_adaptive_windows(x.shape[2], ow)):
+      patch = x[:, top:bottom, left:right, :]
+      if kind == "avg":
+        y[:, i, j] = patch.mean(axis=(1, 2))
+        dx[:, top:bottom, left:right] += dy[:, i:i + 1, j:j + 1] / (patch.shape[1] * patch.shape[2])
+        continue
+      flat = patch.reshape(patch.shape[0], -1, patch.shape[3])
+      first = np.argmax(flat, axis=1)  # numpy returns the first maximal index
+      y[:, i, j] = flat.max(axis=1)
+      for n in range(x.shape[0]):
+        for c in range(x.shape[3]):
+          r, q = divmod(int(first[n, c]), patch.shape[2])
+          dx[n, top + r, left + q, c] += dy[n, i, j, c]
+  return y, dx
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("x_shape, output_size", [
+    ((2, 7, 9, 3), (3, 4)),   # overlapping windows of different sizes
+    ((1, 5, 5, 2), 3),
+    ((1, 10, 7, 1), (4, 7)),  # identity along one axis
+    ((2, 6, 8, 2), (2, 4)),   # divisible
+    ((1, 4, 4, 1), 1),        # global pooling
+])
+def test_reference_adaptive_pools_match_a_windowwise_numpy_loop(x_shape, output_size, kind):
+  """The references of the adaptive pools (which the registry holds hw.ops to) against a
+  loop over PyTorch's windows, with ties (small integers) for the max."""
+  reference = ref.adaptive_max_pool if kind == "max" else ref.adaptive_avg_pool
+  rng = np.random.default_rng(7)
+  with jax.enable_x64(True):
+    if kind == "max":
+      x = jnp.asarray(rng.integers(-2, 3, size=x_shape).astype(np.float64))
+    else:
+      x = jnp.asarray(rng.standard_normal(x_shape))
+    forward = lambda v: reference(v, output_size)
+    dy = jnp.asarray(rng.standard_normal(jax.eval_shape(forward, x).shape))
+
+    @jax.jit
+    def output_and_cotangent(x, dy):
+      y, pullback = jax.vjp(forward, x)
+      return y, pullback(dy)[0]
+    y, dx = output_and_cotangent(x, dy)
+  y_loop, dx_loop = _adaptive_loop(x, output_size, kind, dy)
+  np.testing.assert_allclose(y, y_loop, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(dx, dx_loop, rtol=1e-12, atol=1e-12)

@@ -24,7 +24,12 @@ def test_json_structure_and_success(capsys):
   code, report = _run_json(capsys, ["--ops", SOME_OPS, "--cases"])
   assert code == 0
   assert report["passed"] is True
-  assert [entry["op"] for entry in report["ops"]] == SOME_OPS.split(",")
+  # An op name selects its automatic row and one row per implementation path.
+  assert [entry["op"] for entry in report["ops"]] == [
+      "relu", "squared_error", "max_pool", "max_pool[blocks]", "max_pool[windows]"]
+  assert [(entry["function"], entry["algorithm"]) for entry in report["ops"]] == [
+      ("relu", "automatic"), ("squared_error", "automatic"), ("max_pool", "automatic"),
+      ("max_pool", "blocks"), ("max_pool", "windows")]
   for entry in report["ops"]:
     assert entry["status"] == "pass"
     assert entry["cases"] == len(entry["case_results"]) > 0
@@ -32,19 +37,33 @@ def test_json_structure_and_success(capsys):
     assert set(entry["finite_differences"]) == {"pass", "fail", "n.a."}
     assert sum(entry["finite_differences"].values()) == entry["cases"]
     assert entry["float32_jit"] == "pass"
-  max_pool = report["ops"][2]
-  assert max_pool["finite_differences"]["n.a."] >= 1  # the tie cases
+  for max_pool in report["ops"][3:]:
+    assert max_pool["finite_differences"]["n.a."] >= 1  # the tie cases
 
 
-def test_table_lists_every_requested_op(capsys):
-  assert verify.main(["--ops", "relu"]) == 0
+def test_table_lists_every_requested_row(capsys):
+  assert verify.main(["--ops", "relu,avg_pool[windows]"]) == 0
   out = capsys.readouterr().out
-  assert "max rel err" in out and "relu" in out and "all ops pass" in out
+  rows = [line.split()[0] for line in out.splitlines()[2:4]]
+  assert rows == ["relu", "avg_pool[windows]"]
+  assert "max rel err" in out and "all rows pass" in out
+  assert "op[path]: that implementation path pinned" in out
+  assert "2 ops in 2 rows (1 pinned implementation paths)" in out
 
 
 def test_unknown_op_is_an_error(capsys):
   assert verify.main(["--ops", "no_such_op"]) == 2
   assert "no_such_op" in capsys.readouterr().err
+  assert verify.main(["--ops", "conv2d[fft]"]) == 2
+  assert "conv2d[fft]" in capsys.readouterr().err
+
+
+def test_select_orders_rows_as_requested():
+  assert verify.select(REGISTRY, ["max_pool[windows]", "relu"]) == ["max_pool[windows]", "relu"]
+  assert verify.select(REGISTRY, ["conv2d[lax]", "conv2d"]) == [
+      "conv2d[lax]", "conv2d", "conv2d[shift]", "conv2d[im2col]", "conv2d[lax_im2col]",
+      "conv2d[lax_matmul_dw]"]
+  assert verify.select(REGISTRY, []) == list(REGISTRY)
 
 
 @jax.custom_vjp
@@ -107,9 +126,9 @@ def test_relu_gradient_at_zero_is_enforced():
 
 def test_max_pool_tie_rule_is_enforced():
   """Splitting the gradient among tied maxima (jnp.max's rule) is not first-arg-max routing."""
-  spec, case = _case("max_pool", "ties-integers")
+  spec, case = _case("max_pool[blocks]", "ties-integers")
 
-  def split_ties_max_pool(x, window=2, stride=None):
+  def split_ties_max_pool(x, window=2, stride=None, *, algorithm=None):
     n, h, w, c = x.shape
     blocks = x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
     return jnp.max(blocks, axis=(2, 4))

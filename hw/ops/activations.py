@@ -28,13 +28,17 @@ def relu(x: jax.Array) -> jax.Array:
   return _relu(x)
 
 
-@jax.custom_vjp
-def _relu(x):
+def _relu_forward(x):
   return jnp.maximum(x, 0)
 
 
+@jax.custom_vjp
+def _relu(x):
+  return _relu_forward(x)
+
+
 def _relu_fwd(x):
-  y = jnp.maximum(x, 0)
+  y = _relu_forward(x)
   return y, y
 
 
@@ -61,13 +65,17 @@ def sigmoid(x: jax.Array) -> jax.Array:
   return _sigmoid(x)
 
 
-@jax.custom_vjp
-def _sigmoid(x):
+def _sigmoid_forward(x):
   return jax.nn.sigmoid(x)
 
 
+@jax.custom_vjp
+def _sigmoid(x):
+  return _sigmoid_forward(x)
+
+
 def _sigmoid_fwd(x):
-  s = jax.nn.sigmoid(x)
+  s = _sigmoid_forward(x)
   return s, s
 
 
@@ -93,13 +101,17 @@ def tanh(x: jax.Array) -> jax.Array:
   return _tanh(x)
 
 
-@jax.custom_vjp
-def _tanh(x):
+def _tanh_forward(x):
   return jnp.tanh(x)
 
 
+@jax.custom_vjp
+def _tanh(x):
+  return _tanh_forward(x)
+
+
 def _tanh_fwd(x):
-  t = jnp.tanh(x)
+  t = _tanh_forward(x)
   return t, t
 
 

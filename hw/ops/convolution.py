@@ -15,18 +15,28 @@ Backward, from the chain rule on that sum (each term touches one input pixel):
                         flipped, in/out-swapped kernel), and dX is dXp without the padding.
 
 Input rows/columns that no window reaches (stride > 1, sizes that do not fit) get a zero
-gradient. Implementations of the same three formulas, chosen per layer for speed:
-- shifted slices (forward of a narrow layer with few multiply-adds per output pixel):
-  ``Y = Σ_{kh,kw,c} Xp[:, kh::s, kw::s, c] · W[kh, kw, c, :]``, one fused elementwise loop;
-- im2col (few input channels): ``patches[(kh, kw), n, i, j, c] = Xp[n, i*s+kh, j*s+kw, c]``
-  makes dW one matmul ``patchesᵀ @ dY`` and dX = ``dY @ Wᵀ`` added back where each patch
-  was read ("col2im"); with few output channels too, the forward pass is ``patches @ W``
-  (and the patches are the saved residual).
-- lax (many channels): the forward correlation, the dW correlation and the dX transposed
-  convolution are each one ``lax.conv_general_dilated`` call, with the index bookkeeping
-  (dilations, flips, axis roles, edge padding) written out from the formulas; for small
-  kernels and outputs dW is instead one matmul of channel-major patches with dY.
-None of them calls autodiff.
+gradient. The same three formulas have several implementations (none calls autodiff):
+- shifted slices (forward): ``Y = Σ_{kh,kw,c} Xp[:, kh::s, kw::s, c] · W[kh, kw, c, :]``,
+  one fused elementwise loop;
+- im2col: ``patches[(kh, kw), n, i, j, c] = Xp[n, i*s+kh, j*s+kw, c]`` makes the forward
+  pass ``patches @ W``, dW one matmul ``patchesᵀ @ dY``, and dX = ``dY @ Wᵀ`` added back
+  where each patch was read ("col2im");
+- lax: the forward correlation, the dW correlation and the dX transposed convolution are
+  each one ``lax.conv_general_dilated`` call, with the index bookkeeping (dilations,
+  flips, axis roles, edge padding) written out from the formulas;
+- matmul dW: one matmul of channel-major patches with dY.
+
+An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
+
+    "shift"          shifted slices / im2col matmul / col2im
+    "im2col"         im2col matmul / im2col matmul (the saved patches) / col2im
+    "lax_im2col"     lax conv / im2col matmul / col2im
+    "lax"            lax conv / lax conv / lax transposed conv
+    "lax_matmul_dw"  lax conv / channel-major patches matmul / lax transposed conv
+
+``conv2d(..., algorithm=None)`` picks one per layer from its shape (``_choose_algorithm``);
+``algorithm="<name>"`` pins it (every name applies to every shape), which is how
+``hw verify`` proves each path separately.
 """
 from __future__ import annotations
 
@@ -40,30 +50,43 @@ from jax import lax
 
 from hw.ops import _checks
 
-# Algorithm choice (any choice computes the same formulas). XLA's CPU convolution is slow
-# when a layer has very few input channels, above all its transposed convolution for dX
-# (a 7×7 kernel into 1 channel: ~5-10× slower than col2im), and fine with many. So layers
-# with at most _IM2COL_MAX_INPUT_CHANNELS input channels compute dW and dX by im2col/col2im,
-# wider ones use lax convolutions throughout. The forward pass of a narrow layer is an
-# im2col matmul only when it also has few output channels (lax wins for 1 -> 32 channels).
-# Chosen with `benchmarks/ops_scratch.py --algorithm-sweep` on the 2-core CPU.
+# Automatic choice (every algorithm computes the same formulas; speed and rounding differ).
+# XLA's CPU convolution is slow when a layer has very few input channels, above all its
+# transposed convolution for dX, and fine with many. So layers with at most
+# _IM2COL_MAX_INPUT_CHANNELS input channels compute dW and dX by im2col/col2im, wider ones
+# use lax convolutions. The forward pass of a narrow layer is an im2col matmul only when
+# it also has few output channels (lax is faster for 1 -> 32 channels).
+# Chosen with `benchmarks/ops_scratch.py --algorithm-sweep` on a 2-core CPU.
 _IM2COL_MAX_INPUT_CHANNELS = 4
 _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS = 15
 # A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤ this) computes its
 # forward pass as KH·KW·C shifted slices of X times a row of W, summed: one fused
-# elementwise loop, 2-10× faster than XLA:CPU's convolution or an im2col matmul for a
-# first layer such as 1 -> 16 channels 3×3 (0.6 vs 4-5 ms at batch 100, 28×28), a loss
-# from ~800 on (1 -> 32 channels 5×5: 3.5 vs 3.2 ms).
+# elementwise loop, faster than XLA:CPU's convolution or an im2col matmul for a small
+# first layer such as 1 -> 16 channels 3×3; above this size it loses.
 _SHIFT_FORWARD_MAX_MACS = 784
 # A wide layer with a small kernel (KH·KW ≤ _MATMUL_KERNEL_GRAD_MAX_TAPS) and a small output
 # (OH·OW ≤ _MATMUL_KERNEL_GRAD_MAX_POSITIONS) computes dW as one matmul of channel-major
-# patches with dY (``_kernel_grad_matmul``). Measured conv2d f+b (CPU time, batch 100):
-# 1.2× faster at 13×13×16 -> 32 and 13×13×32 -> 64 3×3 VALID, ~1.05× at 11×11 VALID and
-# 8×8 SAME; slower with larger outputs (14×14 SAME 32 -> 64: 0.74×, 24×24 SAME: 0.57×)
-# or 5×5 kernels (0.94×), where building the patches costs more than XLA:CPU's dW
-# convolution loses.
+# patches with dY (``_kernel_grad_matmul``): faster than XLA:CPU's dW convolution for 3×3
+# kernels on small outputs, slower with larger outputs or 5×5 kernels, where building the
+# patches costs more than the convolution loses.
 _MATMUL_KERNEL_GRAD_MAX_TAPS = 9
 _MATMUL_KERNEL_GRAD_MAX_POSITIONS = 121
+
+
+class Algorithm(NamedTuple):
+  """How one conv algorithm computes each part (a row of the table in the docstring)."""
+  forward: str  # "shift" | "im2col" | "lax"
+  kernel_grad: str  # "im2col" | "matmul" | "lax"
+  input_grad: str  # "col2im" | "lax"
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "shift": Algorithm("shift", "im2col", "col2im"),
+    "im2col": Algorithm("im2col", "im2col", "col2im"),
+    "lax_im2col": Algorithm("lax", "im2col", "col2im"),
+    "lax": Algorithm("lax", "lax", "lax"),
+    "lax_matmul_dw": Algorithm("lax", "matmul", "lax"),
+}
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
@@ -76,10 +99,11 @@ class _Geometry(NamedTuple):
   stride: tuple[int, int]
   pads: Pads
   out_hw: tuple[int, int]
-  im2col: bool  # dW = patchesᵀ @ dY and dX by col2im; else lax convolutions
-  forward_im2col: bool  # Y = patches @ W (implies im2col)
-  forward_shift: bool  # Y = Σ shifted slices of X times rows of W (implies im2col)
-  kernel_grad_matmul: bool  # lax layer whose dW is a channel-major patches matmul
+  algorithm: str  # a key of ALGORITHMS
+
+  @property
+  def parts(self) -> Algorithm:
+    return ALGORITHMS[self.algorithm]
 
 
 def _normalize_padding(padding: Any, in_hw, kernel_hw, stride) -> Pads:
@@ -105,12 +129,35 @@ def _normalize_padding(padding: Any, in_hw, kernel_hw, stride) -> Pads:
       f"got {padding!r}")
 
 
-def _geometry(x, w, b, stride, padding) -> _Geometry:
+def _check_algorithm(algorithm: str | None) -> None:
+  if algorithm is not None and (not isinstance(algorithm, str)
+                                or algorithm not in ALGORITHMS):
+    raise ValueError(f"`algorithm` must be None (automatic) or one of {list(ALGORITHMS)}, "
+                     f"got {algorithm!r}")
+
+
+def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int]) -> str:
+  """The automatic choice for a (KH, KW, C, F) kernel and an (OH, OW) output."""
+  kernel_hw, channels, filters = w_shape[:2], w_shape[2], w_shape[3]
+  if channels <= _IM2COL_MAX_INPUT_CHANNELS:
+    if math.prod(w_shape) <= _SHIFT_FORWARD_MAX_MACS:
+      return "shift"
+    if filters <= _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS:
+      return "im2col"
+    return "lax_im2col"
+  if (math.prod(kernel_hw) <= _MATMUL_KERNEL_GRAD_MAX_TAPS
+      and math.prod(out_hw) <= _MATMUL_KERNEL_GRAD_MAX_POSITIONS):
+    return "lax_matmul_dw"
+  return "lax"
+
+
+def _geometry(x, w, b, stride, padding, algorithm: str | None = None) -> _Geometry:
   """Validate a conv2d call (on shapes only, at trace time) and work out its geometry."""
   _checks.check_rank("x", x, 4, "(N, H, W, C)")
   _checks.check_rank("w", w, 4, "(KH, KW, C, F)")
   _checks.check_floating("x", x)
   _checks.check_floating("w", w)
+  _check_algorithm(algorithm)
   _checks.check_dim("w", w, 2, x.shape[3], "input channels C of `x`")
   if b is not None:
     _checks.check_floating("b", b)
@@ -127,15 +174,10 @@ def _geometry(x, w, b, stride, padding) -> _Geometry:
           f"`w` kernel size {k} (spatial axis {axis}) exceeds the padded input size "
           f"{size + lo + hi} of `x` {_checks.describe(x)} with padding {padding!r}")
     out_hw.append((size + lo + hi - k) // s + 1)
-  im2col = x.shape[3] <= _IM2COL_MAX_INPUT_CHANNELS
-  forward_shift = im2col and math.prod(w.shape) <= _SHIFT_FORWARD_MAX_MACS
-  return _Geometry(in_hw, kernel_hw, stride, pads, tuple(out_hw), im2col=im2col,
-                   forward_im2col=(im2col and not forward_shift
-                                   and w.shape[3] <= _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS),
-                   forward_shift=forward_shift,
-                   kernel_grad_matmul=(
-                       not im2col and math.prod(kernel_hw) <= _MATMUL_KERNEL_GRAD_MAX_TAPS
-                       and math.prod(out_hw) <= _MATMUL_KERNEL_GRAD_MAX_POSITIONS))
+  out_hw = tuple(out_hw)
+  if algorithm is None:
+    algorithm = _choose_algorithm(tuple(w.shape), out_hw)
+  return _Geometry(in_hw, kernel_hw, stride, pads, out_hw, algorithm)
 
 
 def _promote(*arrays):
@@ -161,7 +203,7 @@ def _patches(x, g: _Geometry):
   """im2col: patches[(kh, kw), n, i, j, c] = Xp[n, i*sh + kh, j*sw + kw, c].
 
   The kernel offset leads: each (kh, kw) slice is one contiguous block, which XLA's CPU
-  backend builds ~2× faster than interleaving the offsets along the channel axis.
+  backend builds faster than interleaving the offsets along the channel axis.
   """
   return jnp.stack(_shifted_slices(x, g))
 
@@ -172,43 +214,64 @@ def _unused(g: _Geometry) -> tuple[int, int]:
                in zip(g.in_hw, g.kernel_hw, g.stride, g.out_hw, g.pads))
 
 
+def _forward_shift(x, w, g: _Geometry):
+  """Y[n,i,j,:] = Σ_{kh,kw,c} Xp[n, i*sh+kh, j*sw+kw, c] · W[kh,kw,c,:], term by term."""
+  kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
+  y = None
+  for offset, piece in enumerate(_shifted_slices(x, g)):
+    for c in range(w.shape[2]):
+      term = piece[..., c:c + 1] * kernel[offset, c]
+      y = term if y is None else y + term
+  return y, x
+
+
+def _forward_im2col(x, w, g: _Geometry):
+  """Y = patches @ W; the patches are the residual that ``_kernel_grad`` reads."""
+  saved = _patches(x, g)
+  kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
+  return lax.dot_general(saved, kernel, (((0, 4), (0, 1)), ((), ()))), saved
+
+
+def _forward_lax(x, w, g: _Geometry):
+  return lax.conv_general_dilated(x, w, g.stride, g.pads, dimension_numbers=_DIMENSIONS), x
+
+
 def _forward(x, w, b, g: _Geometry):
   """Y = correlation of Xp with W (+ b); also returns what ``_kernel_grad`` will read."""
-  if g.forward_shift:
-    # Y[n,i,j,:] = Σ_{kh,kw,c} Xp[n, i*sh+kh, j*sw+kw, c] · W[kh,kw,c,:], term by term.
-    kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
-    y = None
-    for offset, piece in enumerate(_shifted_slices(x, g)):
-      for c in range(w.shape[2]):
-        term = piece[..., c:c + 1] * kernel[offset, c]
-        y = term if y is None else y + term
-    saved = x
-  elif g.forward_im2col:
-    saved = _patches(x, g)
-    kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
-    y = lax.dot_general(saved, kernel, (((0, 4), (0, 1)), ((), ())))
+  kind = g.parts.forward
+  if kind == "shift":
+    y, saved = _forward_shift(x, w, g)
+  elif kind == "im2col":
+    y, saved = _forward_im2col(x, w, g)
   else:
-    y = lax.conv_general_dilated(x, w, g.stride, g.pads, dimension_numbers=_DIMENSIONS)
-    saved = x
+    y, saved = _forward_lax(x, w, g)
   return (y if b is None else y + b), saved
 
 
 def _kernel_grad(saved, dy, w_shape, g: _Geometry):
-  """dW[kh, kw, c, f] = Σ_{n,i,j} Xp[n, i*sh + kh, j*sw + kw, c] · dY[n, i, j, f].
-
-  im2col: patchesᵀ @ dY. Otherwise the same sum as a lax correlation that treats C as the
-  batch and N as the contracted feature axis, with dY as a kernel dilated by the stride;
-  the padding edges pad X and crop its unused trailing rows/columns.
-  """
-  if g.im2col:
-    patches = saved if g.forward_im2col else _patches(saved, g)
-    dw = lax.dot_general(patches, dy, (((1, 2, 3), (0, 1, 2)), ((), ())))  # ((kh, kw), c, f)
-    return dw.reshape(w_shape)
-  if g.kernel_grad_matmul:
+  """dW[kh, kw, c, f] = Σ_{n,i,j} Xp[n, i*sh + kh, j*sw + kw, c] · dY[n, i, j, f]."""
+  kind = g.parts.kernel_grad
+  if kind == "im2col":
+    patches = saved if g.parts.forward == "im2col" else _patches(saved, g)
+    return _kernel_grad_im2col(patches, dy, w_shape)
+  if kind == "matmul":
     return _kernel_grad_matmul(saved, dy, w_shape, g)
+  return _kernel_grad_lax(saved, dy, g)
+
+
+def _kernel_grad_im2col(patches, dy, w_shape):
+  """dW = patchesᵀ @ dY, contracting (n, i, j)."""
+  dw = lax.dot_general(patches, dy, (((1, 2, 3), (0, 1, 2)), ((), ())))  # ((kh, kw), c, f)
+  return dw.reshape(w_shape)
+
+
+def _kernel_grad_lax(x, dy, g: _Geometry):
+  """dW as a lax correlation that treats C as the batch and N as the contracted feature
+  axis, with dY as a kernel dilated by the stride; the padding edges pad X and crop its
+  unused trailing rows/columns."""
   edges = [(lo, hi - unused) for (lo, hi), unused in zip(g.pads, _unused(g))]
   return lax.conv_general_dilated(
-      saved, dy, window_strides=(1, 1), padding=edges, rhs_dilation=g.stride,
+      x, dy, window_strides=(1, 1), padding=edges, rhs_dilation=g.stride,
       dimension_numbers=("CHWN", "IHWO", "HWNC"))
 
 
@@ -271,9 +334,8 @@ def _input_grad_transposed_conv(dy, w, g: _Geometry):
   edges = [(k - 1 - lo, k - 1 + unused - hi)
            for k, (lo, hi), unused in zip(g.kernel_hw, g.pads, _unused(g))]
   # The flipped kernel with its in/out axes swapped, materialised in HWIO order (a tiny
-  # copy): XLA:CPU then runs the convolution up to ~1.7× faster than when it reads W
-  # through "HWOI" dimension numbers (24×24×32 -> 32 3×3 SAME: 15.8 vs 26.4 ms CPU;
-  # 14×14×32 -> 64 3×3 SAME: 13.4 vs 15.6; never slower in the shapes measured).
+  # copy): XLA:CPU runs the convolution faster than when it reads W through "HWOI"
+  # dimension numbers, and was never slower in the shapes measured.
   flipped = jnp.swapaxes(w[::-1, ::-1], 2, 3)
   return lax.conv_general_dilated(
       dy, flipped, window_strides=(1, 1), padding=edges, lhs_dilation=g.stride,
@@ -281,7 +343,7 @@ def _input_grad_transposed_conv(dy, w, g: _Geometry):
 
 
 def _input_grad(dy, w, g: _Geometry):
-  if g.im2col:
+  if g.parts.input_grad == "col2im":
     return _input_grad_col2im(dy, w, g)
   return _input_grad_transposed_conv(dy, w, g)
 
@@ -308,7 +370,10 @@ def _conv2d_bwd(g, residuals, dy):
 _conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-def conv2d(x, w, b=None, *, stride=1, padding="VALID"):
+def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
+           stride: int | tuple[int, int] = 1,
+           padding: str | int | tuple[int, int] = "VALID",
+           algorithm: str | None = None) -> jax.Array:
   """2-D convolution layer (cross-correlation), NHWC input, HWIO kernel.
 
   Forward:  Y[n,i,j,f] = b[f] + Σ_{kh,kw,c} Xp[n, i·sh+kh, j·sw+kw, c] · W[kh,kw,c,f],
@@ -325,15 +390,19 @@ def conv2d(x, w, b=None, *, stride=1, padding="VALID"):
     padding: "VALID"; "SAME" (output ceil(H/sh) × ceil(W/sw); an odd total padding puts the
       extra pixel at the end, as TF/Flax); a non-negative int p or pair (ph, pw) for
       symmetric zero padding.
+    algorithm: None (default) picks the fastest implementation for the layer's shape;
+      a name of ``ALGORITHMS`` ("shift", "im2col", "lax_im2col", "lax",
+      "lax_matmul_dw", see the module docstring) pins one. Every algorithm computes the
+      same formulas and applies to every shape; only speed and rounding differ.
 
   Returns:
     (N, OH, OW, F) with OH = (H + pad_h - KH) // sh + 1, in the common dtype of the inputs.
 
   Raises:
-    ValueError: on a wrong rank or dtype, channel mismatch, bias shape, bad stride or
-      padding, or a kernel larger than the padded input.
+    ValueError: on a wrong rank or dtype, channel mismatch, bias shape, bad stride,
+      padding or algorithm name, or a kernel larger than the padded input.
   """
-  g = _geometry(x, w, b, stride, padding)
+  g = _geometry(x, w, b, stride, padding, algorithm)
   x, w, b = _promote(x, w, b)
   return _conv2d(x, w, b, g)
 
@@ -359,7 +428,8 @@ def _conv1d_bwd(g, residuals, dy):
 _conv1d.defvjp(_conv1d_fwd, _conv1d_bwd)
 
 
-def conv1d(x, w, b=None):
+def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
+           algorithm: str | None = None) -> jax.Array:
   """1-D convolution layer, valid, stride 1 (the pen-and-paper layer of SPEC C).
 
   Forward:  ŷ[n,i,f] = b[f] + Σ_{j,c} w[j,c,f] · x[n, i+j, c]   (correlation, no flip),
@@ -372,12 +442,14 @@ def conv1d(x, w, b=None):
     x: input (N, L, C), float32 or float64.
     w: kernel (K, C, F).
     b: optional bias (F,).
+    algorithm: None (automatic) or a name of ``ALGORITHMS``, as for :func:`conv2d`.
 
   Returns:
     (N, L-K+1, F), in the common dtype of the inputs.
 
   Raises:
-    ValueError: wrong rank or dtype, channel mismatch, bias shape, or K > L.
+    ValueError: wrong rank or dtype, channel mismatch, bias shape, algorithm name, or
+      K > L.
   """
   _checks.check_rank("x", x, 3, "(N, L, C)")
   _checks.check_rank("w", w, 3, "(K, C, F)")
@@ -388,6 +460,7 @@ def conv1d(x, w, b=None):
         f"{_checks.describe(x)}")
   n, length, c = x.shape
   g = _geometry(jax.ShapeDtypeStruct((n, 1, length, c), x.dtype),
-                jax.ShapeDtypeStruct((1,) + tuple(w.shape), w.dtype), b, 1, "VALID")
+                jax.ShapeDtypeStruct((1,) + tuple(w.shape), w.dtype), b, 1, "VALID",
+                algorithm)
   x, w, b = _promote(x, w, b)
   return _conv1d(x, w, b, g)

@@ -41,13 +41,19 @@ def _input_grads(x, w, dy):
   return dx, dw
 
 
+def _linear_forward(x, w, b=None):
+  """Y = X W (+ b)."""
+  y = x @ w
+  return y if b is None else y + b
+
+
 @jax.custom_vjp
 def _linear(x, w, b):
-  return x @ w + b
+  return _linear_forward(x, w, b)
 
 
 def _linear_fwd(x, w, b):
-  return x @ w + b, (x, w)
+  return _linear_forward(x, w, b), (x, w)
 
 
 def _linear_bwd(residuals, dy):
@@ -62,11 +68,11 @@ _linear.defvjp(_linear_fwd, _linear_bwd)
 
 @jax.custom_vjp
 def _linear_no_bias(x, w):
-  return x @ w
+  return _linear_forward(x, w)
 
 
 def _linear_no_bias_fwd(x, w):
-  return x @ w, (x, w)
+  return _linear_forward(x, w), (x, w)
 
 
 def _linear_no_bias_bwd(residuals, dy):

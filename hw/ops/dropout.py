@@ -13,14 +13,14 @@ from hw.ops import _checks
 
 # The keep-mask comes from a counter-based hash instead of one PRNG draw per unit. Drawing
 # 32 random bits per unit with ``jax.random`` is the slow part of dropout on XLA's CPU
-# backend (100×12×12×32 units: ~3 ms with threefry keys, ~11 ms with rbg keys, against
-# ~0.7 ms for the hash; `python -m benchmarks.run --ops dropout`), and drawing 8 or 16
-# bits per unit is no cheaper. The key gives two 32-bit seeds (one tiny
+# backend, with threefry and rbg keys alike (`python -m benchmarks.run --ops dropout`
+# compares them), and drawing 8 or 16 bits per unit is no cheaper. The key gives two
+# 32-bit seeds (one tiny
 # ``jax.random.bits`` draw, for any key implementation); unit ``i`` (row-major flat index)
 # gets ``h = mix(mix(i + s0) ^ s1)``, ``mix`` the "lowbias32" integer finaliser
 # (C. Wellons, hash-prospector), a bijection of uint32 with near-ideal avalanche. The unit
 # is kept iff ``h < round((1 − rate)·2³²)``. Not a cryptographic generator: ample for
-# dropout masks (tests/test_ops_basic.py checks keep rate and correlations).
+# dropout masks (tests/test_ops_dropout.py checks keep rate and correlations).
 _MIX_MULTIPLIERS = (np.uint32(0x7FEB352D), np.uint32(0x846CA68B))
 
 
@@ -87,13 +87,17 @@ def dropout(x: jax.Array, *, key: jax.Array | None, rate: float, train: bool) ->
   return _masked_scale(x, keep, 1.0 / (1.0 - rate))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _masked_scale(x, keep, scale):
+def _masked_scale_forward(x, keep, scale):
   return jnp.where(keep, x * scale, 0)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _masked_scale(x, keep, scale):
+  return _masked_scale_forward(x, keep, scale)
+
+
 def _masked_scale_fwd(x, keep, scale):
-  return jnp.where(keep, x * scale, 0), keep
+  return _masked_scale_forward(x, keep, scale), keep
 
 
 def _masked_scale_bwd(scale, keep, dy):

@@ -3,6 +3,8 @@
 Labels are never differentiated: each backward rule returns None (a zero cotangent) for
 them, whether they are integers or floats. Every forward pass saves dLoss/dInput per
 element (or the softmax) as its only float residual, so a backward rule is one multiply.
+Each custom_vjp's primal and forward rule share one ``_*_forward`` helper that returns the
+value and that residual.
 """
 from __future__ import annotations
 
@@ -76,15 +78,20 @@ def _log_softmax_parts(logits, labels):
   return loss, exps / total
 
 
+def _softmax_cross_entropy_forward(logits, labels, reduction):
+  """(reduced loss, softmax)."""
+  loss, probs = _log_softmax_parts(logits, labels)
+  return _reduce(loss, reduction), probs
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _softmax_cross_entropy(logits, labels, reduction):
-  loss, _ = _log_softmax_parts(logits, labels)
-  return _reduce(loss, reduction)
+  return _softmax_cross_entropy_forward(logits, labels, reduction)[0]
 
 
 def _softmax_cross_entropy_fwd(logits, labels, reduction):
-  loss, probs = _log_softmax_parts(logits, labels)
-  return _reduce(loss, reduction), (probs, labels)
+  value, probs = _softmax_cross_entropy_forward(logits, labels, reduction)
+  return value, (probs, labels)
 
 
 def _softmax_cross_entropy_bwd(reduction, residuals, g):
@@ -140,24 +147,24 @@ def logistic_loss(scores: jax.Array, labels: jax.Array, *,
   return _logistic_loss(scores, labels, reduction)
 
 
-def _logistic_parts(scores, labels):
-  """(per-example loss, dℓ/ds)."""
+def _logistic_forward(scores, labels, reduction):
+  """(reduced loss, dℓ/ds per example)."""
   t = _signed_targets(labels, scores.dtype)
   z = -t * scores
   e = jnp.exp(-jnp.abs(z))
   loss = jnp.maximum(z, 0) + jnp.log1p(e)
   sigmoid_z = jnp.where(z >= 0, 1, e) / (1 + e)  # σ(z) without overflow for either sign
-  return loss, -t * sigmoid_z
+  d_scores = -t * sigmoid_z
+  return _reduce(loss, reduction), d_scores
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _logistic_loss(scores, labels, reduction):
-  return _reduce(_logistic_parts(scores, labels)[0], reduction)
+  return _logistic_forward(scores, labels, reduction)[0]
 
 
 def _logistic_loss_fwd(scores, labels, reduction):
-  loss, d_scores = _logistic_parts(scores, labels)
-  return _reduce(loss, reduction), d_scores
+  return _logistic_forward(scores, labels, reduction)
 
 
 def _logistic_loss_bwd(reduction, d_scores, g):
@@ -189,17 +196,21 @@ def hinge_loss(scores: jax.Array, labels: jax.Array, *, reduction: str = "mean")
   return _hinge_loss(scores, labels, reduction)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _hinge_loss(scores, labels, reduction):
-  margin = 1 - _signed_targets(labels, scores.dtype) * scores
-  return _reduce(jnp.maximum(margin, 0), reduction)
-
-
-def _hinge_loss_fwd(scores, labels, reduction):
+def _hinge_forward(scores, labels, reduction):
+  """(reduced loss, dℓ/ds per example: −t inside the margin, 0 on and beyond it)."""
   t = _signed_targets(labels, scores.dtype)
   margin = 1 - t * scores
   d_scores = jnp.where(margin > 0, -t, 0)
   return _reduce(jnp.maximum(margin, 0), reduction), d_scores
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _hinge_loss(scores, labels, reduction):
+  return _hinge_forward(scores, labels, reduction)[0]
+
+
+def _hinge_loss_fwd(scores, labels, reduction):
+  return _hinge_forward(scores, labels, reduction)
 
 
 def _hinge_loss_bwd(reduction, d_scores, g):
@@ -231,15 +242,19 @@ def squared_error(pred: jax.Array, target: jax.Array) -> jax.Array:
   return _squared_error(pred, target)
 
 
+def _squared_error_forward(pred, target):
+  """(½‖p − t‖², p − t)."""
+  residual = pred - target
+  return 0.5 * jnp.sum(residual * residual), residual
+
+
 @jax.custom_vjp
 def _squared_error(pred, target):
-  residual = pred - target
-  return 0.5 * jnp.sum(residual * residual)
+  return _squared_error_forward(pred, target)[0]
 
 
 def _squared_error_fwd(pred, target):
-  residual = pred - target
-  return 0.5 * jnp.sum(residual * residual), residual
+  return _squared_error_forward(pred, target)
 
 
 def _squared_error_bwd(residual, g):

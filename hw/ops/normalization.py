@@ -46,15 +46,20 @@ def _normalise(x, eps):
   return centred * inv_sigma, inv_sigma
 
 
+def _batch_norm_forward(x, gamma, beta, eps):
+  """(Y, X̂, 1/σ)."""
+  x_hat, inv_sigma = _normalise(x, eps)
+  return gamma * x_hat + beta, x_hat, inv_sigma
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _batch_norm(x, gamma, beta, eps):
-  x_hat, _ = _normalise(x, eps)
-  return gamma * x_hat + beta
+  return _batch_norm_forward(x, gamma, beta, eps)[0]
 
 
 def _batch_norm_fwd(x, gamma, beta, eps):
-  x_hat, inv_sigma = _normalise(x, eps)
-  return gamma * x_hat + beta, (x_hat, gamma, inv_sigma)
+  y, x_hat, inv_sigma = _batch_norm_forward(x, gamma, beta, eps)
+  return y, (x_hat, gamma, inv_sigma)
 
 
 def _batch_norm_bwd(eps, residuals, dy):

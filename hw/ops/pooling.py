@@ -15,12 +15,14 @@ dX[n,h,w,c] = Σ_{(i,j): (h,w) ∈ window(i,j)} dY[n,i,j,c] / |window(i,j)|.
 Windows that overlap accumulate gradient; input rows/columns no window covers (trailing
 ones that do not fit a whole window) get zero gradient.
 
-Two implementations per kind: a fast "block" path for non-overlapping windows tiling the
-input (stride == window, incl. adaptive pooling with divisible sizes) that reshapes
-(N, OH·kh, OW·kw, C) to (N, OH, kh, OW, kw, C), and a general path for arbitrary window
-lists. The general max pool is separable: the max over a rectangle is the max over its rows
-of the per-row maxima, and routing dY first to the first maximal row, then to the first
-maximal column in that row, is exactly the row-major first arg-max.
+Two implementations (algorithms) per kind, see ``ALGORITHMS``: "blocks", a fast path for
+non-overlapping windows tiling the input (stride == window, incl. adaptive pooling with
+divisible sizes) that reshapes (N, OH·kh, OW·kw, C) to (N, OH, kh, OW, kw, C), and
+"windows", a general path for arbitrary window lists. The general max pool is separable:
+the max over a rectangle is the max over its rows of the per-row maxima, and routing dY
+first to the first maximal row, then to the first maximal column in that row, is exactly
+the row-major first arg-max. ``algorithm=None`` (the default) takes "blocks" whenever the
+windows allow it; ``hw verify`` proves each path separately by pinning it.
 """
 from __future__ import annotations
 
@@ -33,6 +35,13 @@ import numpy as np
 from hw.ops import _checks
 
 Windows = tuple[tuple[int, int], ...]
+
+ALGORITHMS: dict[str, str] = {
+    "blocks": "non-overlapping windows tiling the input from the top-left (stride == "
+              "window; adaptive pooling with divisible sizes): one reshape",
+    "windows": "any windows (overlapping, gaps, uneven adaptive windows): per-axis gathers "
+               "(max) or averaging matrices (avg)",
+}
 
 
 # ----------------------------------------------------------------- window geometry
@@ -135,14 +144,19 @@ def _max_1d_grad(x, y, dy, windows: Windows, axis: int):
   return jnp.moveaxis(dx, -1, axis)
 
 
+def _max_pool_windows_forward(x, windows_h: Windows, windows_w: Windows):
+  """(Y, per-row maxima): the max over each window's columns, then over its rows."""
+  row_max = _max_1d(x, windows_w, 2)
+  return _max_1d(row_max, windows_h, 1), row_max
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _max_pool_windows(x, windows_h: Windows, windows_w: Windows):
-  return _max_1d(_max_1d(x, windows_w, 2), windows_h, 1)
+  return _max_pool_windows_forward(x, windows_h, windows_w)[0]
 
 
 def _max_pool_windows_fwd(x, windows_h, windows_w):
-  row_max = _max_1d(x, windows_w, 2)
-  y = _max_1d(row_max, windows_h, 1)
+  y, row_max = _max_pool_windows_forward(x, windows_h, windows_w)
   return y, (x, row_max, y)
 
 
@@ -210,11 +224,30 @@ _avg_pool_windows.defvjp(_avg_pool_windows_fwd, _avg_pool_windows_bwd)
 
 # ----------------------------------------------------------------- dispatch + checks
 
-def _pool(x, windows_h: Windows, windows_w: Windows, kind: str):
-  block_h, block_w = _as_blocks(windows_h), _as_blocks(windows_w)
-  if block_h is not None and block_w is not None:
+def _check_algorithm(algorithm: str | None) -> None:
+  if algorithm is not None and (not isinstance(algorithm, str) or algorithm not in ALGORITHMS):
+    raise ValueError(f"`algorithm` must be None (automatic) or one of {list(ALGORITHMS)}, "
+                     f"got {algorithm!r}")
+
+
+def _resolve_algorithm(windows_h: Windows, windows_w: Windows, algorithm: str | None,
+                       not_blocks: str) -> str:
+  """The path to take: ``algorithm``, or for None "blocks" whenever the windows tile the
+  input. ``not_blocks`` explains why "blocks" cannot apply, for the error."""
+  tiles = _as_blocks(windows_h) is not None and _as_blocks(windows_w) is not None
+  if algorithm == "blocks" and not tiles:
+    raise ValueError(f"`algorithm` 'blocks' needs non-overlapping windows that tile the "
+                     f"input from the top-left corner; {not_blocks} (use 'windows' or None)")
+  if algorithm is None:
+    return "blocks" if tiles else "windows"
+  return algorithm
+
+
+def _pool(x, windows_h: Windows, windows_w: Windows, kind: str, algorithm: str | None,
+          not_blocks: str):
+  if _resolve_algorithm(windows_h, windows_w, algorithm, not_blocks) == "blocks":
     pool = _max_pool_blocks if kind == "max" else _avg_pool_blocks
-    return pool(x, (block_h, block_w))
+    return pool(x, (_as_blocks(windows_h), _as_blocks(windows_w)))
   pool = _max_pool_windows if kind == "max" else _avg_pool_windows
   return pool(x, windows_h, windows_w)
 
@@ -224,8 +257,9 @@ def _check_input(x) -> None:
   _checks.check_floating("x", x)
 
 
-def _regular(x, window, stride, kind: str):
+def _regular(x, window, stride, kind: str, algorithm: str | None):
   _check_input(x)
+  _check_algorithm(algorithm)
   kh, kw = _checks.check_positive_pair("window", window)
   sh, sw = (kh, kw) if stride is None else _checks.check_positive_pair("stride", stride)
   h, w = x.shape[1:3]
@@ -233,21 +267,26 @@ def _regular(x, window, stride, kind: str):
     raise ValueError(
         f"`window` {window!r} is larger than the spatial size {(h, w)} of `x` "
         f"{_checks.describe(x)}")
-  return _pool(x, _regular_windows(h, kh, sh), _regular_windows(w, kw, sw), kind)
+  return _pool(x, _regular_windows(h, kh, sh), _regular_windows(w, kw, sw), kind, algorithm,
+               f"got window {(kh, kw)} with stride {(sh, sw)} (they must be equal)")
 
 
-def _adaptive(x, output_size, kind: str):
+def _adaptive(x, output_size, kind: str, algorithm: str | None):
   _check_input(x)
+  _check_algorithm(algorithm)
   oh, ow = _checks.check_positive_pair("output_size", output_size)
   h, w = x.shape[1:3]
   if oh > h or ow > w:
     raise ValueError(
         f"`output_size` {output_size!r} must not exceed the spatial size {(h, w)} of `x` "
         f"{_checks.describe(x)}")
-  return _pool(x, _adaptive_windows(h, oh), _adaptive_windows(w, ow), kind)
+  return _pool(x, _adaptive_windows(h, oh), _adaptive_windows(w, ow), kind, algorithm,
+               f"got output_size {(oh, ow)} for input size {(h, w)} (each must divide it)")
 
 
-def max_pool(x, window=2, stride=None):
+def max_pool(x: jax.Array, window: int | tuple[int, int] = 2,
+             stride: int | tuple[int, int] | None = None, *,
+             algorithm: str | None = None) -> jax.Array:
   """Max pooling, VALID: Y[n,i,j,c] = max_{0≤a<kh, 0≤b<kw} X[n, i·sh + a, j·sw + b, c].
 
   Backward (custom_vjp): dX[n,h,w,c] = Σ_{(i,j) whose first arg-max is (h,w)} dY[n,i,j,c].
@@ -259,17 +298,22 @@ def max_pool(x, window=2, stride=None):
     x: (N, H, W, C), float32 or float64.
     window: int k (k × k) or (kh, kw), each >= 1 and <= the input size.
     stride: int or pair, each >= 1; None means stride = window.
+    algorithm: None (automatic: "blocks" when stride == window, else "windows") or a
+      name of ``ALGORITHMS`` to pin one.
 
   Returns:
     (N, (H-kh)//sh + 1, (W-kw)//sw + 1, C), dtype of x.
 
   Raises:
-    ValueError: wrong rank or dtype, non-positive window/stride, window larger than x.
+    ValueError: wrong rank or dtype, non-positive window/stride, window larger than x,
+      an unknown algorithm, or "blocks" with stride != window.
   """
-  return _regular(x, window, stride, "max")
+  return _regular(x, window, stride, "max", algorithm)
 
 
-def avg_pool(x, window=2, stride=None):
+def avg_pool(x: jax.Array, window: int | tuple[int, int] = 2,
+             stride: int | tuple[int, int] | None = None, *,
+             algorithm: str | None = None) -> jax.Array:
   """Average pooling, VALID: Y[n,i,j,c] = (1/(kh·kw)) Σ_{a<kh, b<kw} X[n, i·sh+a, j·sw+b, c].
 
   Backward (custom_vjp): dX = dY upsampled over each window / (kh·kw), overlapping windows
@@ -279,17 +323,21 @@ def avg_pool(x, window=2, stride=None):
     x: (N, H, W, C), float32 or float64.
     window: int k (k × k) or (kh, kw), each >= 1 and <= the input size.
     stride: int or pair, each >= 1; None means stride = window.
+    algorithm: None (automatic: "blocks" when stride == window, else "windows") or a
+      name of ``ALGORITHMS`` to pin one.
 
   Returns:
     (N, (H-kh)//sh + 1, (W-kw)//sw + 1, C), dtype of x.
 
   Raises:
-    ValueError: wrong rank or dtype, non-positive window/stride, window larger than x.
+    ValueError: wrong rank or dtype, non-positive window/stride, window larger than x,
+      an unknown algorithm, or "blocks" with stride != window.
   """
-  return _regular(x, window, stride, "avg")
+  return _regular(x, window, stride, "avg", algorithm)
 
 
-def adaptive_avg_pool(x, output_size):
+def adaptive_avg_pool(x: jax.Array, output_size: int | tuple[int, int], *,
+                      algorithm: str | None = None) -> jax.Array:
   """Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d).
 
   Output row i averages input rows [floor(i·H/OH), ceil((i+1)·H/OH)) (columns likewise);
@@ -299,17 +347,21 @@ def adaptive_avg_pool(x, output_size):
   Args:
     x: (N, H, W, C), float32 or float64.
     output_size: int (square) or (OH, OW), 1 <= OH <= H, 1 <= OW <= W.
+    algorithm: None (automatic: "blocks" when OH divides H and OW divides W, else
+      "windows") or a name of ``ALGORITHMS`` to pin one.
 
   Returns:
     (N, OH, OW, C), dtype of x.
 
   Raises:
-    ValueError: wrong rank or dtype, or output_size <= 0 or larger than the input.
+    ValueError: wrong rank or dtype, output_size <= 0 or larger than the input, an
+      unknown algorithm, or "blocks" with sizes that do not divide.
   """
-  return _adaptive(x, output_size, "avg")
+  return _adaptive(x, output_size, "avg", algorithm)
 
 
-def adaptive_max_pool(x, output_size):
+def adaptive_max_pool(x: jax.Array, output_size: int | tuple[int, int], *,
+                      algorithm: str | None = None) -> jax.Array:
   """Adaptive max pooling to a fixed output size (PyTorch's AdaptiveMaxPool2d).
 
   Output (i, j) is the max over rows [floor(i·H/OH), ceil((i+1)·H/OH)) × the same rule for
@@ -319,11 +371,14 @@ def adaptive_max_pool(x, output_size):
   Args:
     x: (N, H, W, C), float32 or float64.
     output_size: int (square) or (OH, OW), 1 <= OH <= H, 1 <= OW <= W.
+    algorithm: None (automatic: "blocks" when OH divides H and OW divides W, else
+      "windows") or a name of ``ALGORITHMS`` to pin one.
 
   Returns:
     (N, OH, OW, C), dtype of x.
 
   Raises:
-    ValueError: wrong rank or dtype, or output_size <= 0 or larger than the input.
+    ValueError: wrong rank or dtype, output_size <= 0 or larger than the input, an
+      unknown algorithm, or "blocks" with sizes that do not divide.
   """
-  return _adaptive(x, output_size, "max")
+  return _adaptive(x, output_size, "max", algorithm)

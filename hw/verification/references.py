@@ -101,36 +101,38 @@ def conv1d(x, w, b=None):
   return y if b is None else y + b
 
 
+def _pair(value):
+  """An int or a pair as a pair."""
+  return (value, value) if isinstance(value, int) else tuple(value)
+
+
 def conv2d(x, w, b=None, *, stride=1, padding="VALID"):
-  if isinstance(padding, int):
-    padding = ((padding, padding), (padding, padding))
-  y = lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=padding,
+  """Stride and padding: an int or a pair; padding also "VALID" or "SAME"."""
+  if not isinstance(padding, str):
+    ph, pw = _pair(padding)
+    padding = ((ph, ph), (pw, pw))
+  y = lax.conv_general_dilated(x, w, window_strides=_pair(stride), padding=padding,
                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
   return y if b is None else y + b
 
 
 def max_pool(x, window=2, stride=None):
-  stride = window if stride is None else stride
-  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1),
-                           (1, stride, stride, 1), "VALID")
+  """Window and stride: an int or a pair; stride None means the window."""
+  kh, kw = _pair(window)
+  sh, sw = (kh, kw) if stride is None else _pair(stride)
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, kh, kw, 1), (1, sh, sw, 1), "VALID")
 
 
 def avg_pool(x, window=2, stride=None):
-  stride = window if stride is None else stride
-  total = lax.reduce_window(x, 0.0, lax.add, (1, window, window, 1),
-                            (1, stride, stride, 1), "VALID")
-  return total / (window * window)
+  kh, kw = _pair(window)
+  sh, sw = (kh, kw) if stride is None else _pair(stride)
+  total = lax.reduce_window(x, 0.0, lax.add, (1, kh, kw, 1), (1, sh, sw, 1), "VALID")
+  return total / (kh * kw)
 
 
 def adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
   """Window i spans [floor(i*size/out), ceil((i+1)*size/out)), as PyTorch."""
   return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
-
-
-def _pair(output_size):
-  if isinstance(output_size, int):
-    return output_size, output_size
-  return tuple(output_size)
 
 
 def _adaptive(x, output_size, reduce_window):

@@ -1,10 +1,12 @@
 """``hw verify``: check every hand-written VJP against autodiff and finite differences.
 
-For each op in the registry and each of its cases (float64): the forward value and the
+For each row of the registry and each of its cases (float64): the forward value and the
 VJP for a random cotangent must match the autodiff reference within the op's tolerance
 (relative error ``max|a - b| / max(max|b|, tiny)``, 1e-10 by default), and
 ``jax.test_util.check_grads`` (reverse mode, order 1) must pass where the case is
-differentiable. Each op also runs once in float32 under ``jit``.
+differentiable. Each row also runs once in float32 under ``jit``. An op with several
+implementation paths has a row for its automatic choice (``conv2d``) and one per path
+(``conv2d[shift]``, ...), each with the path pinned.
 """
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ import time
 from typing import Mapping, Sequence
 
 from hw.verification.checks import CaseResult, check_case, check_float32_jit, fast_compilation
-from hw.verification.registry import REGISTRY, OpSpec, case_key
+from hw.verification.registry import REGISTRY, OpSpec, case_key, rows_of
 
 
 @dataclasses.dataclass
 class OpReport:
-  """Summary of one op over all of its cases."""
+  """Summary of one registry row (an op, or one implementation path of it) over its cases."""
   op: str
+  function: str
+  algorithm: str | None
   cases: int
   max_abs_err: float
   max_rel_err: float
@@ -37,7 +41,9 @@ class OpReport:
 
   def to_json(self, with_cases: bool = True) -> dict:
     data = {
-        "op": self.op, "cases": self.cases,
+        "op": self.op, "function": self.function,
+        "algorithm": self.algorithm if self.algorithm is not None else "automatic",
+        "cases": self.cases,
         "max_abs_err": _finite_or_none(self.max_abs_err),
         "max_rel_err": _finite_or_none(self.max_rel_err),
         "finite_differences": {"pass": self.fd_pass, "fail": self.fd_fail, "n.a.": self.fd_na},
@@ -73,7 +79,7 @@ def verify_op(spec: OpSpec, *, seed: int = 0, finite_differences: bool = True) -
   numbers = lambda attr: [getattr(r, attr) for r in results if not r.error]
   worst = lambda values: max(values) if values else float("nan")
   return OpReport(
-      op=spec.name, cases=len(cases),
+      op=spec.name, function=spec.function, algorithm=spec.algorithm, cases=len(cases),
       max_abs_err=worst(numbers("forward_abs_err") + numbers("grad_abs_err")),
       max_rel_err=worst(numbers("forward_rel_err") + numbers("grad_rel_err")),
       fd_pass=sum(r.fd == "pass" for r in results),
@@ -83,12 +89,23 @@ def verify_op(spec: OpSpec, *, seed: int = 0, finite_differences: bool = True) -
       passed=not failures, failures=failures, case_results=results)
 
 
-def verify(registry: Mapping[str, OpSpec] = REGISTRY, *, ops: Sequence[str] | None = None,
-           seed: int = 0, finite_differences: bool = True) -> list[OpReport]:
-  names = list(registry) if not ops else list(ops)
-  unknown = [n for n in names if n not in registry]
+def select(registry: Mapping[str, OpSpec], ops: Sequence[str] | None) -> list[str]:
+  """Row names for ``ops``: a row name, or an op name for all of its rows (in registry
+  order); every row when ``ops`` is empty."""
+  if not ops:
+    return list(registry)
+  unknown = [n for n in ops if not rows_of(n, registry)]
   if unknown:
     raise ValueError(f"`ops` has names not in the registry: {unknown}; known: {list(registry)}")
+  wanted = {row for n in ops for row in rows_of(n, registry)}
+  order = {n: i for i, n in enumerate(ops)}
+  first = lambda row: min(order[n] for n in ops if row in rows_of(n, registry))
+  return sorted(wanted, key=lambda row: (first(row), list(registry).index(row)))
+
+
+def verify(registry: Mapping[str, OpSpec] = REGISTRY, *, ops: Sequence[str] | None = None,
+           seed: int = 0, finite_differences: bool = True) -> list[OpReport]:
+  names = select(registry, ops)
   with fast_compilation():
     return [verify_op(registry[n], seed=seed, finite_differences=finite_differences)
             for n in names]
@@ -105,6 +122,9 @@ def format_table(reports: Sequence[OpReport]) -> str:
   widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
   lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
   lines.insert(1, "  ".join("-" * w for w in widths))
+  if any(r.algorithm is not None for r in reports):
+    lines.append("(op[path]: that implementation path pinned with algorithm=path; "
+                 "op alone: its automatic choice)")
   for r in reports:
     for failure in r.failures:
       lines.append(f"FAIL {r.op} {failure}")
@@ -114,7 +134,9 @@ def format_table(reports: Sequence[OpReport]) -> str:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="hw verify", description=__doc__.splitlines()[0])
   parser.add_argument("--json", action="store_true", help="print the results as JSON")
-  parser.add_argument("--ops", default="", help="comma-separated op names (default: all)")
+  parser.add_argument("--ops", default="",
+                      help="comma-separated op names (all rows of the op: conv2d) or row "
+                           "names (conv2d[lax]); default: all")
   parser.add_argument("--seed", type=int, default=0, help="seed of the random cases")
   parser.add_argument("--no-finite-differences", action="store_true",
                       help="skip the finite-difference checks (faster)")
@@ -144,8 +166,12 @@ def main(argv: Sequence[str] | None = None, *,
   else:
     print(format_table(reports))
     total = sum(r.cases for r in reports)
-    verdict = "all ops pass" if passed else f"{sum(not r.passed for r in reports)} op(s) FAIL"
-    print(f"\n{len(reports)} ops, {total} cases, {elapsed:.1f} s: {verdict}")
+    functions = len({r.function for r in reports})
+    paths = sum(r.algorithm is not None for r in reports)
+    verdict = ("all rows pass" if passed
+               else f"{sum(not r.passed for r in reports)} row(s) FAIL")
+    print(f"\n{functions} ops in {len(reports)} rows ({paths} pinned implementation paths), "
+          f"{total} cases, {elapsed:.1f} s: {verdict}")
   return 0 if passed else 1
 
 

@@ -1,0 +1,192 @@
+"""hw.ops.convolution: argument errors, dtypes, the worked examples of SPEC C (1-D layer)
+and D (2-D image gradient), and the choice of algorithm.
+
+The gradients of every algorithm are checked by the registry rows ``conv2d``,
+``conv2d[<algorithm>]``, ``conv1d`` and ``conv1d[<algorithm>]`` (tests/test_gradients.py,
+``hw verify``).
+"""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hw import ops
+from hw.ops import convolution
+
+ALGORITHMS = list(convolution.ALGORITHMS)
+
+X4 = jnp.zeros((2, 6, 6, 3), jnp.float32)
+W4 = jnp.zeros((3, 3, 3, 4), jnp.float32)
+BAD_CALLS = {
+    "conv2d x rank": (lambda: ops.conv2d(X4[0], W4), "`x`", "(6, 6, 3)"),
+    "conv2d w rank": (lambda: ops.conv2d(X4, W4[0]), "`w`", "(3, 3, 4)"),
+    "conv2d channels": (lambda: ops.conv2d(X4, jnp.zeros((3, 3, 2, 4))), "`w`", "(3, 3, 2, 4)"),
+    "conv2d bias shape": (lambda: ops.conv2d(X4, W4, jnp.zeros(3)), "`b`", "(3,)"),
+    "conv2d kernel too big": (lambda: ops.conv2d(X4, jnp.zeros((7, 3, 3, 4))), "`w`", "7"),
+    "conv2d padding name": (lambda: ops.conv2d(X4, W4, padding="FULL"), "`padding`", "FULL"),
+    "conv2d padding negative": (lambda: ops.conv2d(X4, W4, padding=-1), "`padding`", "-1"),
+    "conv2d stride zero": (lambda: ops.conv2d(X4, W4, stride=0), "`stride`", "0"),
+    "conv2d integer x": (lambda: ops.conv2d(X4.astype(jnp.int32), W4), "`x`", "int32"),
+    "conv2d algorithm name": (lambda: ops.conv2d(X4, W4, algorithm="fft"), "`algorithm`",
+                              "'fft'"),
+    "conv2d algorithm list": (lambda: ops.conv2d(X4, W4, algorithm=["lax"]), "`algorithm`",
+                              "['lax']"),
+    "conv1d x rank": (lambda: ops.conv1d(X4, W4[0]), "`x`", "(2, 6, 6, 3)"),
+    "conv1d channels": (lambda: ops.conv1d(X4[0], jnp.zeros((2, 4, 1))), "`w`", "(2, 4, 1)"),
+    "conv1d kernel too long": (lambda: ops.conv1d(X4[0], jnp.zeros((7, 3, 1))), "`w`", "7"),
+    "conv1d bias shape": (lambda: ops.conv1d(X4[0], W4[0], jnp.zeros((1, 4))), "`b`", "(1, 4)"),
+    "conv1d algorithm name": (lambda: ops.conv1d(X4[0], W4[0], algorithm="Lax"), "`algorithm`",
+                              "'Lax'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CALLS))
+def test_bad_arguments_raise_value_error_naming_them(name):
+  call, argument, got = BAD_CALLS[name]
+  with pytest.raises(ValueError) as error:
+    jax.eval_shape(call)  # raised while tracing, before anything runs
+  assert argument in str(error.value) and got in str(error.value), str(error.value)
+
+
+def test_algorithm_error_lists_every_valid_name():
+  with pytest.raises(ValueError) as error:
+    ops.conv2d(X4, W4, algorithm="nope")
+  for name in ALGORITHMS:
+    assert repr(name) in str(error.value)
+
+
+def _call_every_op(dtype, algorithm):
+  x = jnp.zeros((2, 7, 7, 2), dtype)
+  return {
+      "conv2d": ops.conv2d(x, jnp.zeros((3, 3, 2, 4), dtype), jnp.zeros(4, dtype),
+                           stride=2, padding="SAME", algorithm=algorithm),
+      "conv1d": ops.conv1d(x[:, 0], jnp.zeros((3, 2, 4), dtype), algorithm=algorithm),
+  }
+
+
+@pytest.mark.parametrize("algorithm", [None] + ALGORITHMS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_output_and_gradient_dtype_match_input_dtype(dtype, algorithm):
+  with jax.enable_x64(dtype == "float64"):
+    outputs = jax.eval_shape(lambda: _call_every_op(np.dtype(dtype), algorithm))
+    grads = jax.eval_shape(jax.grad(
+        lambda x: jnp.sum(ops.conv2d(x, jnp.zeros((3, 3, 2, 4), x.dtype), algorithm=algorithm))
+        + jnp.sum(ops.conv1d(x[:, 0], jnp.zeros((3, 2, 4), x.dtype), algorithm=algorithm))),
+        jnp.zeros((2, 7, 7, 2), dtype))
+  for name, out in outputs.items():
+    assert out.dtype == np.dtype(dtype), name
+  chex.assert_shape(outputs["conv2d"], (2, 4, 4, 4))
+  chex.assert_shape(outputs["conv1d"], (2, 5, 4))
+  assert grads.dtype == np.dtype(dtype)
+
+
+# --------------------------------------------------------------- worked examples (SPEC C, D)
+
+class WorkedExamplesTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_spec_c_one_dimensional_layer_and_one_sgd_step(self):
+    with jax.enable_x64(True):
+      x = jnp.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1)
+      targets = jnp.array([2.0, 4.0])
+
+      def predict(w, b):
+        return ops.conv1d(x, w.reshape(3, 1, 1), b.reshape(1))[0, :, 0]
+
+      def loss(w, b):
+        return 0.5 * jnp.sum((targets - predict(w, b)) ** 2)
+
+      grad = self.variant(jax.grad(loss, argnums=(0, 1)))
+      predict, loss = self.variant(predict), self.variant(loss)
+      w, b = jnp.array([2.0, 1.0, 3.0]), jnp.array(1.0)
+      np.testing.assert_allclose(predict(w, b), [14.0, 20.0])
+      np.testing.assert_allclose(loss(w, b), 200.0)
+      dw, db = grad(w, b)
+      np.testing.assert_allclose(dw, [44.0, 72.0, 100.0])
+      np.testing.assert_allclose(db, 28.0)
+      w, b = w - 0.01 * dw, b - 0.01 * db
+      np.testing.assert_allclose(w, [1.56, 0.28, 2.0], rtol=1e-12)
+      np.testing.assert_allclose(b, 0.72, rtol=1e-12)
+      np.testing.assert_allclose(predict(w, b), [8.84, 12.68], rtol=1e-12)
+      np.testing.assert_allclose(loss(w, b), 61.064, rtol=1e-12)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_spec_d_first_output_and_image_gradient_for_all_ones_upstream(self):
+    with jax.enable_x64(True):
+      kernel = jnp.array([[4.0, 3, 3], [5, 5, 5], [2, 4, 3]]).reshape(3, 3, 1, 1)
+      image = np.random.default_rng(0).integers(0, 6, size=(5, 5)).astype(np.float64)
+      image[:3, :3] = [[4, 5, 2], [3, 3, 2], [4, 3, 4]]
+      image = jnp.asarray(image).reshape(1, 5, 5, 1)
+      out = self.variant(lambda x: ops.conv2d(x, kernel))(image)
+      chex.assert_shape(out, (1, 3, 3, 1))
+      assert float(out[0, 0, 0, 0]) == 109.0
+      grad = self.variant(jax.grad(lambda x: jnp.sum(ops.conv2d(x, kernel))))(image)
+      np.testing.assert_array_equal(grad[0, :, :, 0], [[4, 7, 10, 6, 3], [9, 17, 25, 16, 8],
+                                                       [11, 23, 34, 23, 11], [7, 16, 24, 17, 8],
+                                                       [2, 6, 9, 7, 3]])
+
+
+# ------------------------------------------------------------------------ algorithm choice
+
+def _chosen(x_shape, w_shape, stride=1, padding="VALID"):
+  spec = lambda shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+  return convolution._geometry(spec(x_shape), spec(w_shape), None, stride, padding).algorithm
+
+
+# The layers of the experiments' models (batch 100, MNIST 28×28×1; Q5.3 conv 32 k×k with
+# k in 3, 5, 7; Q5.4's blocks (16, 3)+(32, 3), (32, 3)+(64, 3), (32, 5)+(64, 5), each conv
+# VALID followed by a 2×2 max pool). The automatic choice must not change silently: it
+# decides the float32 rounding of every training run.
+MODEL_LAYERS = [
+    ((100, 28, 28, 1), (7, 7, 1, 32), "lax_im2col"),
+    ((100, 28, 28, 1), (5, 5, 1, 32), "lax_im2col"),
+    ((100, 28, 28, 1), (3, 3, 1, 32), "shift"),
+    ((100, 28, 28, 1), (3, 3, 1, 16), "shift"),
+    ((100, 13, 13, 16), (3, 3, 16, 32), "lax_matmul_dw"),
+    ((100, 13, 13, 32), (3, 3, 32, 64), "lax_matmul_dw"),
+    ((100, 12, 12, 32), (5, 5, 32, 64), "lax"),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, algorithm", MODEL_LAYERS,
+                         ids=[f"{x[1]}x{x[2]}x{w[2]}-{w[3]}-k{w[0]}" for x, w, _ in MODEL_LAYERS])
+def test_automatic_choice_for_the_model_layers_is_unchanged(x_shape, w_shape, algorithm):
+  assert _chosen(x_shape, w_shape) == algorithm
+
+
+def test_automatic_choice_rules():
+  # Few input channels: im2col/col2im backward; the forward by shifted slices while
+  # C·KH·KW·F <= 784, else an im2col matmul up to 15 output channels, else lax.
+  assert _chosen((2, 8, 8, 4), (7, 7, 4, 4)) == "shift"  # 784 multiply-adds
+  assert _chosen((2, 8, 8, 4), (7, 7, 4, 5)) == "im2col"  # 980
+  assert _chosen((2, 8, 8, 4), (7, 7, 4, 15)) == "im2col"
+  assert _chosen((2, 8, 8, 4), (7, 7, 4, 16)) == "lax_im2col"
+  # Many input channels: lax; dW by a matmul for kernels up to 9 taps and outputs up to
+  # 121 positions.
+  assert _chosen((2, 13, 13, 5), (3, 3, 5, 2)) == "lax_matmul_dw"  # 11×11 outputs
+  assert _chosen((2, 14, 14, 5), (3, 3, 5, 2)) == "lax"  # 12×12 outputs
+  assert _chosen((2, 8, 8, 5), (2, 5, 5, 2)) == "lax"  # 10 taps
+  assert _chosen((2, 14, 14, 5), (3, 3, 5, 2), stride=2, padding="SAME") == "lax_matmul_dw"
+
+
+@pytest.mark.parametrize("x_shape, w_shape, algorithm", [
+    ((3, 9, 8, 1), (3, 3, 1, 4), "shift"),
+    ((3, 9, 8, 4), (5, 5, 4, 8), "im2col"),
+    ((3, 9, 8, 1), (5, 5, 1, 32), "lax_im2col"),
+    ((3, 9, 8, 6), (3, 3, 6, 4), "lax_matmul_dw"),
+    ((3, 9, 8, 6), (5, 5, 6, 4), "lax"),
+])
+def test_automatic_choice_computes_exactly_what_pinning_it_computes(x_shape, w_shape, algorithm):
+  assert _chosen(x_shape, w_shape) == algorithm
+  rng = np.random.default_rng(0)
+  x, w = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in (x_shape, w_shape))
+  b = jnp.asarray(rng.standard_normal(w_shape[3]), jnp.float32)
+
+  def value_and_grads(algorithm):
+    loss = lambda x, w, b: jnp.sum(jnp.sin(ops.conv2d(x, w, b, algorithm=algorithm)))
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, w, b)
+
+  chex.assert_trees_all_equal(value_and_grads(None), value_and_grads(algorithm))
