@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   torch_threads = models_torch.thread_settings(args.torch_threads) if use_torch else []
   if not use_torch:
     print("[bench] PyTorch column skipped: " +
-          ("--no-torch" if args.no_torch else "torch is not installed (pip install -e '.[bench]')"),
+          ("--no-torch" if args.no_torch else "torch is not installed (make bench installs it)"),
           file=sys.stderr)
   architectures = [arch.load(name) for name in args.model_list]
 

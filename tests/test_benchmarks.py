@@ -18,7 +18,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-NO_TORCH = "torch is not installed (pip install -e '.[bench]'): the PyTorch column is not checked"
+NO_TORCH = "torch is not installed (make bench installs it): the PyTorch column is not checked"
 
 
 @pytest.fixture(scope="module")

@@ -56,7 +56,7 @@ from hw.ops import _checks
 # _IM2COL_MAX_INPUT_CHANNELS input channels compute dW and dX by im2col/col2im, wider ones
 # use lax convolutions. The forward pass of a narrow layer is an im2col matmul only when
 # it also has few output channels (lax is faster for 1 -> 32 channels).
-# Chosen with `benchmarks/ops_scratch.py --algorithm-sweep` on a 2-core CPU.
+# Chosen with `python -m benchmarks.conv_algorithms` on a 2-core CPU (docs/results/measurements.md).
 _IM2COL_MAX_INPUT_CHANNELS = 4
 _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS = 15
 # A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤ this) computes its
