@@ -176,17 +176,19 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   except train.TrainingDiverged as error:
     print(f"[reproduce] {error}", file=sys.stderr)
     return {**record, "status": "diverged", "message": str(error)}
-  except (KeyboardInterrupt, SystemExit):
-    raise
-  except Exception as error:
-    traceback.print_exc()
-    return {**record, "status": "failed", "message": f"{type(error).__name__}: {error}"}
+  except Exception as error:  # a crash fails this experiment, not the whole run
+    return _crashed(record, error)
   seconds = time.perf_counter() - began
   met = results["meets_target"]
   status = "complete" if met in (None, True) else "short of target"
   print(f"[reproduce] {config.name}: test accuracy {results['test_accuracy']:.4f} "
         f"(target {config.target}) selected {results['selected']['label']} in {seconds:.0f} s")
   return {**record, "status": status, "message": f"trained in {seconds:.0f} s"}
+
+
+def _crashed(record: dict[str, Any], error: Exception) -> dict[str, Any]:
+  traceback.print_exc()
+  return {**record, "status": "failed", "message": f"{type(error).__name__}: {error}"}
 
 
 def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
@@ -211,11 +213,8 @@ def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
   except data.DataError as error:
     print(f"[reproduce] {study.name}: FAILED, unusable data: {error}", file=sys.stderr)
     return {**record, "status": "failed", "message": f"unusable data: {error}"}
-  except (KeyboardInterrupt, SystemExit):
-    raise
-  except Exception as error:
-    traceback.print_exc()
-    return {**record, "status": "failed", "message": f"{type(error).__name__}: {error}"}
+  except Exception as error:  # a crash fails this study, not the whole run
+    return _crashed(record, error)
   seconds = time.perf_counter() - began
   results = study_module.stamp({**results, "wall_time_s": seconds}, study)
   experiment.write_json(path, results)

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from hw import checkpoint, experiment, train
+from hw import checkpoint, experiment, report, train
 from hw.config import ExperimentConfig
 from hw.splits import Split, Splits
 
@@ -56,7 +56,8 @@ def _selected_checkpoint(results) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(splits, tmp_path_factory):
-  return experiment.train_and_evaluate(_config(), tmp_path_factory.mktemp("a"), splits=splits, plot=False)
+  return experiment.train_and_evaluate(_config(), tmp_path_factory.mktemp("a"), splits=splits,
+                                       plot=False)
 
 
 def test_mlp_learns_and_writes_json_and_png(splits, tmp_path):
@@ -111,16 +112,18 @@ class _Interrupt(Exception):
   pass
 
 
+def _stop_after_first_epoch(index, epoch, record):
+  if epoch == 1:
+    raise _Interrupt
+
+
 def test_resume_after_interruption_equals_uninterrupted_run(splits, tmp_path, uninterrupted):
-  def stop_after_first_epoch(index, epoch, record):
-    if epoch == 1:
-      raise _Interrupt
   with pytest.raises(_Interrupt):
     experiment.train_and_evaluate(_config(), tmp_path, splits=splits, plot=False,
-                             on_epoch_end=stop_after_first_epoch)
+                                  on_epoch_end=_stop_after_first_epoch)
   epochs_seen = []
   resumed = experiment.train_and_evaluate(_config(), tmp_path, splits=splits, plot=False,
-                                     on_epoch_end=lambda i, e, r: epochs_seen.append(e))
+                                          on_epoch_end=lambda i, e, r: epochs_seen.append(e))
   assert epochs_seen == [2, 3]  # epoch 1 came from the checkpoint
   assert _curves(resumed) == _curves(uninterrupted)
   assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
@@ -133,14 +136,16 @@ def test_resume_after_interruption_equals_uninterrupted_run(splits, tmp_path, un
 
 def test_extending_epochs_resumes_and_matches(splits, tmp_path, uninterrupted):
   experiment.train_and_evaluate(_config(epochs=1), tmp_path, splits=splits, plot=False)
-  extended = experiment.train_and_evaluate(_config(epochs=3), tmp_path, splits=splits, plot=False)
+  extended = experiment.train_and_evaluate(_config(epochs=3), tmp_path, splits=splits,
+                                           plot=False)
   assert _curves(extended) == _curves(uninterrupted)
 
 
 def test_same_seed_same_numbers_other_seed_differs(splits, tmp_path, uninterrupted):
   again = experiment.train_and_evaluate(_config(), tmp_path / "same", splits=splits, plot=False)
   assert _curves(again) == _curves(uninterrupted)
-  other = experiment.train_and_evaluate(_config(seed=1), tmp_path / "other", splits=splits, plot=False)
+  other = experiment.train_and_evaluate(_config(seed=1), tmp_path / "other", splits=splits,
+                                        plot=False)
   assert _curves(other) != _curves(uninterrupted)
 
 
@@ -188,7 +193,7 @@ def test_softmax_regression_one_epoch_on_mnist(tmp_path):
 
 def test_per_batch_jit_mode_matches_the_scan(splits, tmp_path, uninterrupted):
   per_batch = experiment.train_and_evaluate(_config(jit_per_batch=True), tmp_path, splits=splits,
-                                       plot=False)
+                                            plot=False)
   for a, b in zip(_curves(per_batch)[0], _curves(uninterrupted)[0]):
     assert a.keys() == b.keys()
     np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-4)
@@ -198,16 +203,13 @@ def test_shift_augmentation_with_cosine_schedule_resumes_exactly(splits, tmp_pat
   config = _config(augment="shift", lr_schedule="cosine", epochs=2)
   whole = experiment.train_and_evaluate(config, tmp_path / "whole", splits=splits, plot=False)
   plain = experiment.train_and_evaluate(config.replace(augment=None), tmp_path / "plain",
-                                   splits=splits, plot=False)
+                                        splits=splits, plot=False)
   assert _curves(whole) != _curves(plain)  # the augmentation changes the training
   assert whole["test_accuracy"] > 0.6
 
-  def stop_after_first_epoch(index, epoch, record):
-    if epoch == 1:
-      raise _Interrupt
   with pytest.raises(_Interrupt):
     experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False,
-                             on_epoch_end=stop_after_first_epoch)
+                                  on_epoch_end=_stop_after_first_epoch)
   resumed = experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False)
   assert _curves(resumed) == _curves(whole)
   with pytest.raises(ValueError, match="crop_flip"):
@@ -222,17 +224,14 @@ def test_a_diverging_grid_point_is_recorded_and_the_others_are_selected(splits, 
   assert diverged["status"] == "diverged" and "non-finite" in diverged["message"]
   assert "'mixed', grid point 0" in diverged["message"]
   assert fine["status"] == "complete" and results["selected"]["index"] == 1
-  report_lines = __import__("hw.report", fromlist=["x"])._experiment_section("mixed", results, {})
+  report_lines = report._experiment_section("mixed", results, {})
   assert any("diverged" in line for line in report_lines)
 
 
 def test_checkpoints_of_other_data_are_not_resumed(splits, tmp_path, capsys):
-  def stop_after_first_epoch(index, epoch, record):
-    if epoch == 1:
-      raise _Interrupt
   with pytest.raises(_Interrupt):
     experiment.train_and_evaluate(_config(), tmp_path, splits=splits, plot=False,
-                                  on_epoch_end=stop_after_first_epoch)
+                                  on_epoch_end=_stop_after_first_epoch)
   flipped = Split(splits.train.images[::-1].copy(), splits.train.labels[::-1].copy())
   other = Splits(flipped, splits.validation, splits.test, num_classes=5)
   assert other.identity != splits.identity
