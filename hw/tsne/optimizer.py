@@ -215,4 +215,4 @@ def knn_accuracy(points: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     winners = set(values[counts == counts.max()])
     prediction = next(label for label in neighbour_labels[i] if label in winners)
     correct += prediction == labels[i]
-  return correct / n
+  return float(correct / n)
