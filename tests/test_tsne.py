@@ -219,3 +219,16 @@ def test_mnist_2000_digits_knn_accuracy(hw_data_dir):
   print(f"t-SNE 2000 MNIST: {result.seconds:.1f} s, KL {result.kl:.3f}, 5-NN {accuracy:.4f}, "
         f"load {os.getloadavg()[0]:.1f}")
   assert accuracy >= 0.88
+
+
+def test_pca_by_subspace_iteration_matches_a_full_eigendecomposition():
+  """A decaying spectrum wider than the block (D = 120 > k + oversampling = 60)."""
+  rng = np.random.default_rng(7)
+  scales = 0.93 ** np.arange(120)
+  x = rng.standard_normal((300, 120)) * scales @ np.linalg.qr(rng.standard_normal((120, 120)))[0]
+  with jax.enable_x64(True):
+    scores = np.asarray(hw.tsne.pca(x, 10, oversampling=50, iterations=30))
+  centred = x - x.mean(axis=0)
+  u, s, _ = np.linalg.svd(centred, full_matrices=False)
+  expected = u[:, :10] * s[:10]
+  np.testing.assert_allclose(np.abs(scores), np.abs(expected), rtol=1e-6, atol=1e-8 * s[0])

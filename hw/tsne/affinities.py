@@ -17,27 +17,57 @@ import jax.numpy as jnp
 import numpy as np
 
 
-@functools.partial(jax.jit, static_argnames=("num_components",))
-def _pca(x, num_components):
+def _orthonormalise(z: jax.Array) -> jax.Array:
+  """Orthonormal columns spanning those of ``z``: classical Gram–Schmidt applied twice
+  per column ("CGS2", as accurate as modified Gram–Schmidt), with matrix products only."""
+  k = z.shape[1]
+
+  def column(j, q):
+    earlier = (jnp.arange(k) < j).astype(z.dtype)
+    v = q[:, j]
+    for _ in range(2):
+      v = v - q @ (earlier * (q.T @ v))
+    return q.at[:, j].set(v / jnp.linalg.norm(v))
+  return jax.lax.fori_loop(0, k, column, z)
+
+
+@functools.partial(jax.jit, static_argnames=("num_components", "block", "iterations"))
+def _pca(x, num_components, block, iterations):
   centred = x - jnp.mean(x, axis=0)
-  eigenvalues, eigenvectors = jnp.linalg.eigh(centred.T @ centred)  # ascending order
-  return centred @ eigenvectors[:, ::-1][:, :num_components]
+  covariance = centred.T @ centred
+  start = jax.random.normal(jax.random.key(0), (x.shape[1], block), x.dtype)
+  basis = jax.lax.fori_loop(0, iterations, lambda _, q: _orthonormalise(covariance @ q),
+                            _orthonormalise(start))
+  # Rayleigh–Ritz: the eigenvectors of the small projected matrix, in decreasing order.
+  _, ritz_vectors = jnp.linalg.eigh(basis.T @ covariance @ basis)
+  axes = basis @ ritz_vectors[:, ::-1][:, :num_components]
+  return centred @ axes
 
 
-def pca(x, num_components: int) -> jax.Array:
+def pca(x, num_components: int, *, oversampling: int = 50, iterations: int = 20) -> jax.Array:
   """Project the rows of ``x`` on their ``num_components`` leading principal axes.
 
-  The data are centred; the axes are the top eigenvectors of ``XᵀX`` (one jitted XLA
-  program: NumPy's multi-threaded BLAS slowed ten-fold on a loaded 2-core machine).
-  Costs O(ND² + D³) for (N, D) data.
+  The data are centred and ``C = XᵀX`` formed; its top eigenvectors come from subspace
+  (block power) iteration ``Q ← orth(C Q)`` on a block of ``k + oversampling`` columns
+  from a fixed random start, then Rayleigh–Ritz (the eigenvectors of the small
+  ``QᵀCQ``). The error in the i-th axis shrinks like ``(λ_{block+1} / λ_i)^iterations``:
+  for 2,000 MNIST digits, k = 50, it is (99/333)²⁰ ≈ 3e-11, below float32 rounding
+  (checked against a full float64 eigendecomposition: eigenvalues to 6e-7, subspace
+  cosines ≥ 1 − 1e-6). Everything is XLA matrix products except the last small
+  ``eigh``: LAPACK's full 784 × 784 ``eigh`` took anywhere from 0.1 to 12 s on a loaded
+  2-core machine (its OpenBLAS threads spin-wait for each other), this takes a steady
+  ~1 s there. When the block covers all D columns the result is exact.
 
   Args:
-    x: (N, D) data (or (N, ...), flattened), computed in its floating dtype as JAX
-      allows (float32 unless 64-bit mode is on).
+    x: (N, D) data (or (N, ...), flattened), in its floating dtype as JAX allows
+      (float32 unless 64-bit mode is on).
     num_components: k ≤ D.
+    oversampling: extra columns of the iterated block.
+    iterations: block power iterations.
 
   Returns:
-    (N, k) scores, columns in order of decreasing variance.
+    (N, k) scores, columns in order of decreasing variance (each column's sign is
+    arbitrary).
   """
   x = jnp.asarray(x)
   x = x.reshape(x.shape[0], -1)
@@ -45,7 +75,8 @@ def pca(x, num_components: int) -> jax.Array:
     x = x.astype(jnp.float32)
   if not 1 <= num_components <= x.shape[1]:
     raise ValueError(f"`num_components` must be in [1, {x.shape[1]}], got {num_components}")
-  return _pca(x, num_components)
+  block = min(num_components + oversampling, x.shape[1])
+  return _pca(x, num_components, block, iterations)
 
 
 class ConditionalAffinities(NamedTuple):
