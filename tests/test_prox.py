@@ -96,7 +96,8 @@ def test_fista_momentum_sequence():
   t = np.array(t)
   np.testing.assert_allclose(t[1], (1 + np.sqrt(5)) / 2, rtol=1e-6)
   assert np.all(t >= (np.arange(1, 52) + 1) / 2 - 1e-5)
-  np.testing.assert_allclose(t[1:] ** 2 - t[1:], t[:-1] ** 2, rtol=1e-5)  # t²_{k+1} − t_{k+1} = t²_k
+  # The defining identity t²_{k+1} − t_{k+1} = t²_k.
+  np.testing.assert_allclose(t[1:] ** 2 - t[1:], t[:-1] ** 2, rtol=1e-5)
 
 
 def test_prox_l1_chained_after_sgd_is_ista():

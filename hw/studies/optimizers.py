@@ -1,9 +1,10 @@
 """Study: SGD, momentum, Nesterov, RMSProp and Adam compared (SPEC D, optimisation).
 
 (a) Two 2-D problems with hand-written gradients, every optimiser with the learning rate
-    (from a log grid) that gets below the tolerance, and stays there, in the fewest steps: an ill-conditioned
-    quadratic ``f(x) = ½ xᵀHx``, ``H = R diag(1, 25) Rᵀ`` rotated by 30° (so that no
-    coordinate-wise method gets the axes for free), and Rosenbrock's
+    (from a log grid) that gets below the tolerance, and stays there, in the fewest
+    steps (or else ends lowest): an ill-conditioned quadratic ``f(x) = ½ xᵀHx``,
+    ``H = R diag(1, 25) Rᵀ`` rotated by 30° (so that no coordinate-wise method gets the
+    axes for free), and Rosenbrock's
     ``f(x, y) = (1 − x)² + 100 (y − x²)²``. Trajectories are drawn over the contours.
 (b) The Q4.4 MLP 784–H–ReLU–10 on MNIST, built from ``hw.ops.linear``/``relu``/
     ``softmax_cross_entropy`` (its gradient comes from their hand-written VJPs), same

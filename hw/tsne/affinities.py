@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 def _orthonormalise(z: jax.Array) -> jax.Array:
@@ -93,7 +92,8 @@ class ConditionalAffinities(NamedTuple):
 
 
 def _row_distribution(shifted_distances, off_diagonal, beta):
-  """``p_{j|i}`` and ``Hᵢ`` for precisions ``beta`` (distances shifted so each row's minimum is 0)."""
+  """``p_{j|i}`` and ``Hᵢ`` for precisions ``beta``; each row's distances are shifted so
+  that their minimum is 0."""
   logits = jnp.where(off_diagonal, -beta[:, None] * shifted_distances, -jnp.inf)
   weights = jnp.exp(logits)
   total = jnp.sum(weights, axis=1)
