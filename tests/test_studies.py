@@ -98,3 +98,23 @@ def test_tsne_study_on_small_clusters(tmp_path):
   assert saved["knn5_accuracy"] >= 0.95
   assert saved["kl"] == pytest.approx(saved["kl_history"][-1])
   assert results["knn5_accuracy"] == saved["knn5_accuracy"]
+
+
+def test_run_study_judges_reuses_and_skips(tmp_path, monkeypatch):
+  from hw.studies import registry
+  calls = []
+  small_prox = lambda folder, data_dir, quick: calls.append(1) or run_prox(
+      folder, m=40, n=80, nonzeros=5, iterations=400)
+  monkeypatch.setitem(registry.STUDIES, "prox",
+                      registry.dataclasses.replace(registry.STUDIES["prox"], run=small_prox))
+  first = registry.run_study("prox", tmp_path)
+  assert first["status"] == "complete" and first["meets_target"] is True
+  assert "FISTA" in first["message"]
+  again = registry.run_study("prox", tmp_path)
+  assert "not rerun" in again["message"] and len(calls) == 1
+  registry.run_study("prox", tmp_path, force=True)
+  assert len(calls) == 2
+  empty = tmp_path / "no-data"
+  empty.mkdir()
+  skipped = registry.run_study("tsne", tmp_path / "out", data_dir=empty)
+  assert skipped["status"] == "skipped", skipped
