@@ -5,8 +5,10 @@ import importlib
 import re
 
 from hw.config import ExperimentConfig
+from hw.study import Study
 
-EXPERIMENTS = ("q2_3", "q2_4", "q3_3", "q3_4", "q4_3", "q4_4", "q5_3", "q5_4")
+EXPERIMENTS = ("q2_3", "q2_4", "q3_3", "q3_4", "q4_3", "q4_4", "q5_3", "q5_4",
+               "optimizers", "prox", "tsne")
 PROFILES = ("quick", "full")
 MNIST_NORMALIZE = (0.1307, 0.3081)  # mean and std of the MNIST training pixels in [0, 1]
 BINARY_TASK_NOTE = (
@@ -33,7 +35,7 @@ def canonical_name(text: str) -> str:
   return name
 
 
-def get_config(name: str, profile: str = "quick") -> ExperimentConfig:
+def get_config(name: str, profile: str = "quick") -> ExperimentConfig | Study:
   """The configuration of experiment ``name`` (any spelling) under ``profile``."""
   module = importlib.import_module(f"experiments.{canonical_name(name)}")
   return module.get_config(profile)

@@ -45,6 +45,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 def train_command(argv: Sequence[str], catalog: Any) -> int:
   """``hw train NAME [--set key=value]... [--profile P] [--seed N] [--data-dir D]``."""
   from hw import data, experiment, files, progress, train
+  from hw.study import Study
   parser = argparse.ArgumentParser(prog="hw train", description=COMMANDS["train"])
   parser.add_argument("experiment", help="e.g. q5.3 (see `hw list`)")
   parser.add_argument("--profile", choices=catalog.PROFILES, default="quick")
@@ -58,6 +59,9 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
   args = parser.parse_args(argv)
   try:
     config = catalog.get_config(catalog.canonical_name(args.experiment), args.profile)
+    if isinstance(config, Study):
+      raise ValueError(f"{config.name!r} is a study, not a grid experiment; run it with "
+                       f"`hw reproduce --only {config.name}`")
     overrides = dict(parse_override(item) for item in args.set)
     if args.seed is not None:
       overrides["seed"] = args.seed

@@ -38,6 +38,7 @@ def test_overrides_are_python_literals(text, expected):
     (["train", "q2.3", "--set", "optimizer=lbfgs"], "unknown optimizer optimizer='lbfgs'; known:"),
     (["train", "q2.3", "--set", "epochs"], "--set takes key=value"),
     (["train", "q9.9"], "unknown experiment 'q9.9'"),
+    (["train", "prox"], "'prox' is a study, not a grid experiment"),
 ])
 def test_train_rejects_bad_overrides_with_the_valid_names(argv, message, capsys):
   assert app.main(argv) == 2

@@ -26,6 +26,7 @@ import pytest
 from jax.extend import core as jex_core
 
 import hw.ops
+import hw.tsne
 from hw.ops import convolution
 from hw.verification.checks import bind_case
 from hw.verification.registry import REGISTRY, case_key
@@ -39,7 +40,8 @@ STRUCTURAL_PRIMITIVES = {
     "copy_p",
 }
 OPS_DIR = Path(hw.ops.__file__).parent
-OP_MODULES = sorted(p for p in OPS_DIR.glob("*.py"))
+# hw.tsne.cost holds the t-SNE costs, registered beside the ops.
+OP_MODULES = sorted(OPS_DIR.glob("*.py")) + [Path(hw.tsne.__file__).parent / "cost.py"]
 
 
 # --- static scan -------------------------------------------------------------------------

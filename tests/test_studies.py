@@ -11,7 +11,10 @@ import pytest
 
 import hw.tsne
 from hw.data import ArraySplit
-from hw.studies import optimizers, run_optimizers, run_prox, run_tsne
+from hw.studies import optimizers
+from hw.studies.optimizers import run_optimizers
+from hw.studies.prox import run_prox
+from hw.studies.tsne import run_tsne
 
 
 def _blobs(rng, n, classes, shape, spread=0.3, prototypes=None):
@@ -100,21 +103,19 @@ def test_tsne_study_on_small_clusters(tmp_path):
   assert results["knn5_accuracy"] == saved["knn5_accuracy"]
 
 
-def test_run_study_judges_reuses_and_skips(tmp_path, monkeypatch):
-  from hw.studies import registry
-  calls = []
-  small_prox = lambda folder, data_dir, quick: calls.append(1) or run_prox(
-      folder, m=40, n=80, nonzeros=5, iterations=400)
-  monkeypatch.setitem(registry.STUDIES, "prox",
-                      registry.dataclasses.replace(registry.STUDIES["prox"], run=small_prox))
-  first = registry.run_study("prox", tmp_path)
-  assert first["status"] == "complete" and first["meets_target"] is True
-  assert "FISTA" in first["message"]
-  again = registry.run_study("prox", tmp_path)
-  assert "not rerun" in again["message"] and len(calls) == 1
-  registry.run_study("prox", tmp_path, force=True)
-  assert len(calls) == 2
+def test_prox_study_judges_its_targets_and_writes_the_report_summary(tmp_path, monkeypatch):
+  from hw.studies import spec_d
+  monkeypatch.setattr(spec_d, "run_prox", lambda folder: run_prox(folder, m=40, n=80,
+                                                                  nonzeros=5, iterations=400))
+  results = spec_d.prox_study(tmp_path, profile="quick")
+  assert results["meets_target"] is True and results["figures"] == ["prox.png"]
+  assert "FISTA" in results["summary"][0] and (tmp_path / "prox.png").exists()
+
+
+def test_tsne_study_without_mnist_is_a_data_error(tmp_path):
+  from hw.data import DataError
+  from hw.studies import spec_d
   empty = tmp_path / "no-data"
   empty.mkdir()
-  skipped = registry.run_study("tsne", tmp_path / "out", data_dir=empty)
-  assert skipped["status"] == "skipped", skipped
+  with pytest.raises(DataError):
+    spec_d.tsne_study(tmp_path / "out", profile="quick", data_dir=empty)

@@ -29,6 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import hw.ops
+import hw.tsne
+from hw.tsne import reference as tsne_reference
+from hw.tsne import verification as tsne_verification
 from hw.verification import references as ref
 
 
@@ -521,6 +524,9 @@ _SPECS = (
            _binary_loss_cases(kink=False)),
     OpSpec("hinge_loss", hw.ops.hinge_loss, ref.hinge_loss, _binary_loss_cases(kink=True)),
     OpSpec("squared_error", hw.ops.squared_error, ref.squared_error, squared_error_cases),
+    # SPEC D's t-SNE costs KL(P‖Q), Student-t and Gaussian Q (hw.tsne, beyond hw.ops).
+    OpSpec("tsne_kl", hw.tsne.tsne_kl, tsne_reference.tsne_kl, tsne_verification.make_cases),
+    OpSpec("sne_kl", hw.tsne.sne_kl, tsne_reference.sne_kl, tsne_verification.make_cases),
 )
 
 REGISTRY: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}

@@ -16,7 +16,9 @@ import json
 import math
 import sys
 import time
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
+
+from hw.optim import verify as optim_verify
 
 from hw.verification.checks import CaseResult, check_case, check_float32_jit, fast_compilation
 from hw.verification.registry import REGISTRY, OpSpec, case_key, rows_of
@@ -104,11 +106,19 @@ def select(registry: Mapping[str, OpSpec], ops: Sequence[str] | None) -> list[st
 
 
 def verify(registry: Mapping[str, OpSpec] = REGISTRY, *, ops: Sequence[str] | None = None,
-           seed: int = 0, finite_differences: bool = True) -> list[OpReport]:
+           seed: int = 0, finite_differences: bool = True,
+           progress: Callable[[str], None] | None = None) -> list[OpReport]:
+  """Check the selected rows; ``progress`` gets one line per row as it finishes."""
   names = select(registry, ops)
+  reports = []
   with fast_compilation():
-    return [verify_op(registry[n], seed=seed, finite_differences=finite_differences)
-            for n in names]
+    for index, name in enumerate(names):
+      began = time.perf_counter()
+      reports.append(verify_op(registry[name], seed=seed, finite_differences=finite_differences))
+      if progress is not None:
+        progress(f"[verify] {index + 1}/{len(names)} {name}: "
+                 f"{'pass' if reports[-1].passed else 'FAIL'} ({time.perf_counter() - began:.1f} s)")
+  return reports
 
 
 def format_table(reports: Sequence[OpReport]) -> str:
@@ -151,27 +161,35 @@ def main(argv: Sequence[str] | None = None, *,
   args = parse_args(sys.argv[1:] if argv is None else argv)
   ops = [name.strip() for name in args.ops.split(",") if name.strip()]
   start = time.perf_counter()
+  show = lambda line: print(line, file=sys.stderr, flush=True)
   try:
     reports = verify(registry, ops=ops, seed=args.seed,
-                     finite_differences=not args.no_finite_differences)
+                     finite_differences=not args.no_finite_differences, progress=show)
   except ValueError as exc:
     print(f"hw verify: {exc}", file=sys.stderr)
     return 2
+  # The hand-written optimisers (hw.optim) against optax, when every op is checked.
+  with fast_compilation():
+    optimizers = [] if ops else optim_verify.verify_all(seed=args.seed)
   elapsed = time.perf_counter() - start
-  passed = all(r.passed for r in reports)
+  passed = all(r.passed for r in reports) and all(c.passed for c in optimizers)
   if args.json:
     print(json.dumps({
         "passed": passed, "seconds": round(elapsed, 2),
-        "ops": [r.to_json(with_cases=args.cases) for r in reports]}, indent=2))
+        "ops": [r.to_json(with_cases=args.cases) for r in reports],
+        "optimizers": [c.to_json() for c in optimizers]}, indent=2))
   else:
     print(format_table(reports))
+    if optimizers:
+      print("\n" + optim_verify.format_table(optimizers))
     total = sum(r.cases for r in reports)
     functions = len({r.function for r in reports})
     paths = sum(r.algorithm is not None for r in reports)
-    verdict = ("all rows pass" if passed
-               else f"{sum(not r.passed for r in reports)} row(s) FAIL")
+    failed = sum(not r.passed for r in reports) + sum(not c.passed for c in optimizers)
+    verdict = "all rows pass" if passed else f"{failed} row(s) FAIL"
+    optimizer_note = f", {len(optimizers)} optimizer configurations" if optimizers else ""
     print(f"\n{functions} ops in {len(reports)} rows ({paths} pinned implementation paths), "
-          f"{total} cases, {elapsed:.1f} s: {verdict}")
+          f"{total} cases{optimizer_note}, {elapsed:.1f} s: {verdict}")
   return 0 if passed else 1
 
 
