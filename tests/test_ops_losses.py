@@ -168,3 +168,18 @@ def test_vmap_of_squared_error_matches_one_call_per_row():
   chex.assert_trees_all_close(jax.vmap(ops.squared_error)(xs, 2 * xs),
                               jnp.stack([ops.squared_error(x, 2 * x) for x in xs]),
                               rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss, scores, bad", [
+    (ops.softmax_cross_entropy, np.zeros((3, 4), np.float32), [0, -1, 2]),
+    (ops.softmax_cross_entropy, np.zeros((3, 4), np.float32), [0, 4, 2]),
+    (ops.logistic_loss, np.zeros(3, np.float32), [0, 2, 1]),
+    (ops.hinge_loss, np.zeros(3, np.float32), [1, -2, 1]),
+])
+def test_labels_out_of_range_under_jit_give_nan_not_a_wrong_loss(loss, scores, bad):
+  jitted = jax.jit(lambda s, y: loss(s, y, reduction="none"))
+  per_example = np.asarray(jitted(scores, np.asarray(bad, np.int32)))
+  assert np.isnan(per_example[1]) and np.isfinite(per_example[[0, 2]]).all()
+  assert np.isnan(jax.jit(lambda s, y: loss(s, y))(scores, np.asarray(bad, np.int32)))
+  with pytest.raises(ValueError, match="labels"):
+    loss(scores, np.asarray(bad, np.int32))  # concrete labels: refused outright

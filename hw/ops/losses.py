@@ -24,6 +24,17 @@ def _reduce(per_example: jax.Array, reduction: str) -> jax.Array:
   return per_example
 
 
+def _nan_unless(valid: jax.Array, per_example: jax.Array) -> jax.Array:
+  """The per-example loss where ``valid``, NaN elsewhere: labels out of range are caught
+  by the argument checks when they are concrete, and poison the loss under ``jit``
+  (instead of wrapping to another class and giving a finite, wrong value)."""
+  return jnp.where(valid, per_example, jnp.nan)
+
+
+def _binary_label_valid(labels: jax.Array) -> jax.Array:
+  return (labels == 0) | (labels == 1) | (labels == -1)
+
+
 def _cotangent_scale(g: jax.Array, size: int, reduction: str) -> jax.Array:
   """d(reduced loss)/d(per-example loss) times the incoming cotangent ``g``."""
   if reduction == "mean":
@@ -81,6 +92,7 @@ def _log_softmax_parts(logits, labels):
 def _softmax_cross_entropy_forward(logits, labels, reduction):
   """(reduced loss, softmax)."""
   loss, probs = _log_softmax_parts(logits, labels)
+  loss = _nan_unless((labels >= 0) & (labels < logits.shape[-1]), loss)
   return _reduce(loss, reduction), probs
 
 
@@ -155,7 +167,7 @@ def _logistic_forward(scores, labels, reduction):
   loss = jnp.maximum(z, 0) + jnp.log1p(e)
   sigmoid_z = jnp.where(z >= 0, 1, e) / (1 + e)  # σ(z) without overflow for either sign
   d_scores = -t * sigmoid_z
-  return _reduce(loss, reduction), d_scores
+  return _reduce(_nan_unless(_binary_label_valid(labels), loss), reduction), d_scores
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -201,7 +213,8 @@ def _hinge_forward(scores, labels, reduction):
   t = _signed_targets(labels, scores.dtype)
   margin = 1 - t * scores
   d_scores = jnp.where(margin > 0, -t, 0)
-  return _reduce(jnp.maximum(margin, 0), reduction), d_scores
+  loss = _nan_unless(_binary_label_valid(labels), jnp.maximum(margin, 0))
+  return _reduce(loss, reduction), d_scores
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
