@@ -16,5 +16,27 @@
 from hw.testing import cases
 from hw.testing._core import Case, OpSpec
 from hw.testing.check import DEFAULT_OPTIONS, Row, VJPReport, check_vjp
+from hw.testing.mutation import MutationReport, mutation_score
+from hw.testing.register import discover, register
 
-__all__ = ["Case", "DEFAULT_OPTIONS", "OpSpec", "Row", "VJPReport", "cases", "check_vjp"]
+
+def vjp_cases(*cases_or_makers, seed=0, argname: str = "case"):
+  """``pytest.mark.parametrize`` over ``Case``s, with their names as test ids.
+
+  Each argument is a ``Case``, a list of them (``cases.awkward(...)``), or a
+  ``seed -> list`` maker; lists are concatenated.
+  """
+  import pytest
+  items: list = []
+  for item in cases_or_makers:
+    if isinstance(item, Case):
+      items.append(item)
+    elif callable(item):
+      items.extend(item(seed))
+    else:
+      items.extend(item)
+  return pytest.mark.parametrize(argname, items, ids=[c.name for c in items])
+
+
+__all__ = ["Case", "DEFAULT_OPTIONS", "MutationReport", "OpSpec", "Row", "VJPReport",
+           "cases", "check_vjp", "discover", "mutation_score", "register", "vjp_cases"]

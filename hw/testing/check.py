@@ -297,8 +297,10 @@ def check_vjp(f: Callable, *args, reference: Callable | None = None,
   report = VJPReport(name, rows, skipped, checker.cotangent_kind,
                      time.perf_counter() - start)
   if not report.passed:
-    raise AssertionError(f"check_vjp({name}): {len(report.failures)} check(s) failed\n"
-                         + report.table())
+    error = AssertionError(f"check_vjp({name}): {len(report.failures)} check(s) failed\n"
+                           + report.table())
+    error.report = report
+    raise error
   return report
 
 
