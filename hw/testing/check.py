@@ -51,7 +51,7 @@ from hw.testing._core import TINY, Case, errors, fast_compilation, jit as _jit
 DEFAULT_OPTIONS = {
     "rtol": 1e-10,              # against the reference, float64
     "fd": True,                 # finite differences
-    "fd_step": 1e-3,            # step relative to each input's rms
+    "fd_step": 1e-3,            # step relative to each input's spread (std)
     "fd_rtol": 1e-6,            # |VJP - Richardson| / (|ct| |J t|)
     "fd_consistency": 1e-3,     # |D(h) - D(h/2)| / (|ct| |J t|): above, a kink is in reach
     "jit": True,
@@ -516,9 +516,11 @@ class _Checker:
     opts = self.opts
     tangents = [jnp.asarray(self.rng.standard_normal(p.shape), p.dtype) for p in primals]
     steps = []
-    for p in primals:
-      rms = float(np.sqrt(np.mean(np.square(np.asarray(p))))) if p.size else 0.0
-      steps.append(opts["fd_step"] * (rms if rms > 0 else 1.0))
+    for p in primals:  # the input's spread (std), else its rms, else 1
+      values = np.asarray(p)
+      std = float(np.std(values)) if values.size > 1 else 0.0
+      rms = float(np.sqrt(np.mean(np.square(values)))) if values.size else 0.0
+      steps.append(opts["fd_step"] * (std if std > 0 else rms if rms > 0 else 1.0))
 
     def directional(primals_, ints_, extras_, tangents_, ct_, hs):
       res = []
