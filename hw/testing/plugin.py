@@ -62,6 +62,7 @@ def pytest_sessionfinish(session):
     workeroutput[_KEY] = _SUMMARY
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_testnodedown(node, error):
   data = getattr(node, "workeroutput", {}).get(_KEY)
   if data:
