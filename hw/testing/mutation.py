@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import math
 import pkgutil
 from typing import Callable, Iterator, Mapping
 
@@ -75,7 +76,7 @@ class Mutant:
     if self.kind == "transpose":
       s = shapes[self.outputs[0]]
       return len(s) >= 2 and s[-1] == s[-2] and s[-1] > 1
-    return all(int(jnp.prod(jnp.asarray(shapes[i]))) > 0 for i in self.outputs)
+    return all(math.prod(shapes[i]) > 0 for i in self.outputs)
 
   def wrap(self, bwd: Callable) -> Callable:
     def mutated(*args):
@@ -184,9 +185,13 @@ class MutationReport:
         (row, rule, str(len(rs)), str(sum(r.killed for r in rs)),
          ", ".join(r.mutant for r in rs if not r.killed) or "-")
         for (row, rule), rs in per.items()]
+    errors = [r for r in self.results if r.killed and ": error " in r.killed_by]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in errors:
+      lines.append(f"note {r.row} {r.mutant}: killed by an error, not a failed check "
+                   f"({r.killed_by[:120]})")
     for rule in self.unused_rules:
       lines.append(f"NOT COVERED {rule}: no registered case runs this backward rule")
     lines.append(f"\n{self.killed}/{self.total} mutants killed"
@@ -247,7 +252,7 @@ def mutation_score(module: str, registry: Mapping[str, OpSpec] | None = None, *,
               continue
             outcome = check_case(spec, case, finite_differences=finite_differences)
             if not outcome.passed:
-              why = outcome.error or (
+              why = f"error {outcome.error}" if outcome.error else (
                   f"grad rel err {outcome.grad_rel_err:.1e}" if outcome.grad_rel_err
                   > spec.tolerance else f"finite differences {outcome.fd}")
               result.killed, result.killed_by = True, f"{case.name}: {why}"
