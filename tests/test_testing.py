@@ -207,6 +207,16 @@ def test_weak_cases_let_mutants_survive():
   assert "2 survived" in report.table()
 
 
+def test_hw_verify_mutate_prints_the_score(capsys):
+  from hw.verification import verify
+  assert verify.main(["--mutate", "hw.ops", "--ops", "relu,squared_error"]) == 0
+  out = capsys.readouterr().out
+  assert "activations._relu" in out and "7/7 mutants killed" in out
+  assert verify.main(["--mutate", "hw.ops", "--ops", "relu", "--json"]) == 0
+  data = json.loads(capsys.readouterr().out)
+  assert data["killed"] == data["total"] == 2
+
+
 @pytest.mark.slow
 def test_every_mutant_of_hw_ops_is_killed():
   report = hw.testing.mutation_score("hw.ops")

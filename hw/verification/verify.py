@@ -7,6 +7,14 @@ VJP for a random cotangent must match the autodiff reference within the op's tol
 differentiable. Each row also runs once in float32 under ``jit``. An op with several
 implementation paths has a row for its automatic choice (``conv2d``) and one per path
 (``conv2d[shift]``, ...), each with the path pinned.
+
+``--module MODULE`` runs the same checks and table over the functions a user registered
+with ``@hw.testing.register(reference=..., cases=...)`` in MODULE (a package: with its
+submodules). ``--mutate MODULE`` prints the mutation score of MODULE's backward rules
+(``hw.testing.mutation``): every ``custom_vjp`` rule perturbed in turn (an output scaled
+by 1 + 1e-7, two outputs of one shape swapped, one element zeroed, a square output
+transposed), each mutant run through the rows that use the rule; exit status 1 when a
+mutant survives or a rule is run by no case.
 """
 from __future__ import annotations
 
