@@ -175,6 +175,8 @@ def test_register_and_hw_verify_module(capsys, monkeypatch):
   assert data["passed"] and {op["op"] for op in data["ops"]} == {"logsumexp", "layer_norm"}
   assert verify.main(["--module", "vjp_demo.ops", "--ops", "logsumexp"]) == 0
   assert "logsumexp" in capsys.readouterr().out
+  mutation = hw.testing.mutation_score("vjp_demo.ops", rows=["logsumexp"])
+  assert mutation.killed == mutation.total == 2
   assert verify.main(["--module", "json"]) == 2
   assert "registers no function" in capsys.readouterr().err
   del sys
@@ -223,3 +225,27 @@ def test_every_mutant_of_hw_ops_is_killed():
   assert not report.survivors and not report.unused_rules, report.table()
   rows = {r.row for r in report.results}
   assert {f"conv2d[{a}]" for a in hw.ops.ALGORITHMS["conv2d"]} <= rows
+
+
+# ------------------------------------------- check_vjp on hw's own registry cases
+
+def _registry_cases(rows=None):
+  from hw.verification.registry import REGISTRY, case_key
+  return [(spec, case) for name, spec in REGISTRY.items() if rows is None or name in rows
+          for case in spec.make_cases(case_key(0, name))]
+
+
+@pytest.mark.parametrize(("spec", "case"), _registry_cases(["conv2d[shift]"])[:2]
+                         + _registry_cases(["max_pool[windows]"])[-3:-2],
+                         ids=lambda v: getattr(v, "name", None))
+def test_check_vjp_passes_hw_registry_cases(spec, case):
+  report = check_vjp(spec.bind(), case, reference=spec.reference)
+  if not case.finite_differences:
+    assert ("finite differences", case.why_no_fd) in report.skipped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "case"), _registry_cases(),
+                         ids=lambda v: getattr(v, "name", None))
+def test_check_vjp_passes_every_hw_registry_case(spec, case):
+  check_vjp(spec.bind(), case, reference=spec.reference, rtol=spec.tolerance)
