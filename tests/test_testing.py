@@ -2,7 +2,6 @@
 generators; register/discover and ``hw verify --module``; the mutation score."""
 from __future__ import annotations
 
-import functools
 import json
 
 import jax
@@ -164,7 +163,7 @@ def test_vjp_cases_parametrizes_with_case_names():
 # ----------------------------------------------------------- register and --module
 
 def test_register_and_hw_verify_module(capsys, monkeypatch):
-  import sys
+
   from pathlib import Path
   from hw.verification import verify
   monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "examples"))
@@ -179,7 +178,7 @@ def test_register_and_hw_verify_module(capsys, monkeypatch):
   assert mutation.killed == mutation.total == 2
   assert verify.main(["--module", "json"]) == 2
   assert "registers no function" in capsys.readouterr().err
-  del sys
+
 
 
 # ------------------------------------------------------------------------ mutation
