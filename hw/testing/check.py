@@ -297,8 +297,9 @@ def check_vjp(f: Callable, *args, reference: Callable | None = None,
   report = VJPReport(name, rows, skipped, checker.cotangent_kind,
                      time.perf_counter() - start)
   if not report.passed:
-    error = AssertionError(f"check_vjp({name}): {len(report.failures)} check(s) failed\n"
-                           + report.table())
+    failed_first = report.failures + [r for r in rows if r.passed]
+    error = AssertionError(f"check_vjp({name}): {len(report.failures)} check(s) failed "
+                           "(listed first)\n" + report.table(failed_first))
     error.report = report
     raise error
   return report
