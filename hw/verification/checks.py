@@ -13,59 +13,24 @@ a single XLA compilation instead of four; ``check_case(..., fd="check_grads")`` 
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import test_util
 
-from hw.verification.registry import Case, OpSpec
+from hw.testing._core import (  # noqa: F401  (TINY, fast_compilation: re-exported)
+    TINY, Case, OpSpec, errors, fast_compilation, jit)
 
-TINY = float(np.finfo(np.float64).tiny)
 FD_STEP = 1e-4
 FD_TOLERANCE = 1e-5
 FLOAT32_FORWARD_TOLERANCE = 1e-4
 FLOAT32_GRADIENT_TOLERANCE = 1e-3
 
 
-@contextlib.contextmanager
-def fast_compilation() -> Iterator[None]:
-  """Turn XLA's optimisation passes off while checking: every case compiles one small
-  program that runs once, so compile time dominates (this shortens it). The numbers stay
-  float64-exact up to rounding; the previous setting is restored on exit."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
-# XLA:CPU compiles the many small one-off programs of the checks faster with its older
-# loop emitters than with the newer fusion emitters, and compile time is what the checks
-# spend. Set per program (a compile option of these jitted checks only), so nothing else
-# in the process is affected; used only where the backend accepts the option.
-_FAST_CPU_COMPILE = {"xla_cpu_use_fusion_emitters": False}
-
-
-@functools.cache
-def _compiler_options() -> dict | None:
-  if jax.default_backend() != "cpu":
-    return None
-  try:
-    jax.jit(lambda v: v + 1, compiler_options=_FAST_CPU_COMPILE)(np.float32(0.0))
-  except Exception:  # an XLA without the option: compile as usual
-    return None
-  return _FAST_CPU_COMPILE
-
-
-def _jit(fn: Callable) -> Callable:
-  """``jax.jit`` with the compile options of the checks."""
-  return jax.jit(fn, compiler_options=_compiler_options())
+_jit = jit  # the checks' jax.jit (compile options of hw.testing._core)
 
 
 @dataclasses.dataclass
@@ -81,20 +46,6 @@ class CaseResult:
   fd_note: str = ""
   error: str = ""
   passed: bool = False
-
-
-def errors(actual, expected) -> tuple[float, float]:
-  """(max abs error, relative error) of ``actual`` against ``expected``."""
-  a = np.asarray(actual, dtype=np.float64)
-  b = np.asarray(expected, dtype=np.float64)
-  if a.shape != b.shape:
-    raise AssertionError(f"shape {a.shape} differs from the reference's {b.shape}")
-  if a.size == 0:
-    return 0.0, 0.0
-  abs_err = float(np.max(np.abs(a - b)))
-  if np.isnan(abs_err):
-    return float("inf"), float("inf")
-  return abs_err, abs_err / max(float(np.max(np.abs(b))), TINY)
 
 
 def _to_jax(value, dtype):

@@ -19,119 +19,29 @@ matter whether JAX's 64-bit mode is on where they are built; the checks run them
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
 import zlib
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import hw.ops
 import hw.tsne
+from hw.testing import cases as generators
+from hw.testing._core import Case, OpSpec
+from hw.testing.cases import numpy_rng
 from hw.tsne import reference as tsne_reference
 from hw.tsne import verification as tsne_verification
 from hw.verification import references as ref
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-  """One input of an op.
-
-  Attributes:
-    name: short id, unique within the op (e.g. ``"stride2-same-odd"``).
-    args: positional arguments (NumPy arrays, or None for an omitted bias).
-    kwargs: keyword arguments passed unchanged (options, PRNG keys).
-    differentiable: indices into ``args`` that are differentiated.
-    finite_differences: False at points where the op is not differentiable (kinks,
-      max-pool ties), where only the comparison with the reference applies.
-    why_no_fd: the reason when ``finite_differences`` is False.
-  """
-  name: str
-  args: tuple
-  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  differentiable: tuple[int, ...] = (0,)
-  finite_differences: bool = True
-  why_no_fd: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class OpSpec:
-  """A registry row: an op (or one of its implementation paths), its independent
-  reference and its input generator.
-
-  Attributes:
-    name: the row's name: the public name in ``hw.ops``, or ``"<name>[<algorithm>]"`` for
-      a row that pins one implementation path.
-    op: the hand-written op (called as ``op(*case.args, **case.kwargs)``, plus
-      ``algorithm=algorithm`` when the row pins one).
-    reference: the autodiff reference with the same signature (never given
-      ``algorithm``).
-    make_cases: ``key -> sequence of Case``.
-    tolerance: largest accepted relative error against the reference (float64).
-    float32_case: index of the case also run in float32 under ``jit``.
-    algorithm: the implementation path the row pins (a name of
-      ``hw.ops.ALGORITHMS[function]``), or None for the op's automatic choice.
-  """
-  name: str
-  op: Callable
-  reference: Callable
-  make_cases: Callable[[jax.Array], Sequence[Case]]
-  tolerance: float = 1e-10
-  float32_case: int = 0
-  algorithm: str | None = None
-
-  @property
-  def function(self) -> str:
-    """The public name of the op in ``hw.ops`` (the row name without ``[algorithm]``)."""
-    return self.name.partition("[")[0]
-
-  def bind(self, op: Callable | None = None) -> Callable:
-    """``op`` (default: ``self.op``) with this row's ``algorithm`` pinned, if any."""
-    op = self.op if op is None else op
-    if self.algorithm is None:
-      return op
-    return functools.partial(op, algorithm=self.algorithm)
-
-
-def numpy_rng(key) -> np.random.Generator:
-  """A NumPy generator seeded from a JAX PRNG key (typed or raw uint32)."""
-  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    key = jax.random.key_data(key)
-  return np.random.default_rng(np.asarray(key).ravel().tolist())
-
-
-def _normal(rng, *shape, scale=1.0, offset=0.0):
-  return offset + scale * rng.standard_normal(shape)
-
-
-def _away_from(rng, shape, kink=0.0, gap=0.05):
-  """Random values whose distance to ``kink`` is at least ``gap`` (safe for finite differences)."""
-  magnitude = gap + np.abs(rng.standard_normal(shape))
-  return kink + np.where(rng.random(shape) < 0.5, -magnitude, magnitude)
-
-
-def _distinct(rng, *shape, gap=0.1):
-  """Pairwise distinct values at least ``gap`` apart, in random order (no max ties)."""
-  size = int(np.prod(shape))
-  return (rng.permutation(size) - size / 2).reshape(shape) * gap
-
-
-def _integers(rng, *shape, high=3):
-  """Small integer values stored as floats: max-pool windows with exact ties."""
-  return rng.integers(0, high, size=shape).astype(np.float64)
-
-
-def _labels(rng, n, classes):
-  return rng.integers(0, classes, size=(n,)).astype(np.int32)
-
-
-def _binary_labels(rng, n, kind):
-  bits = rng.integers(0, 2, size=(n,))
-  if kind == "01":
-    return bits.astype(np.int32)
-  return (2 * bits - 1).astype(np.int32)
+# The case generators live in hw.testing.cases (users combine the same ones).
+_normal = generators.normal
+_away_from = generators.away_from
+_distinct = generators.distinct
+_integers = generators.integers
+_labels = generators.labels
+_binary_labels = generators.binary_labels
 
 
 def linear_cases(key):
@@ -148,8 +58,7 @@ def linear_cases(key):
 
 def relu_cases(key):
   rng = numpy_rng(key)
-  with_zeros = _normal(rng, 4, 5)
-  with_zeros[rng.random(with_zeros.shape) < 0.4] = 0.0
+  with_zeros = generators.with_zeros(rng, 4, 5, fraction=0.4)
   return [
       Case("random", (_away_from(rng, (3, 5)),)),
       Case("rank4", (_away_from(rng, (2, 3, 3, 2)),)),

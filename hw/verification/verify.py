@@ -7,6 +7,14 @@ VJP for a random cotangent must match the autodiff reference within the op's tol
 differentiable. Each row also runs once in float32 under ``jit``. An op with several
 implementation paths has a row for its automatic choice (``conv2d``) and one per path
 (``conv2d[shift]``, ...), each with the path pinned.
+
+``--module MODULE`` runs the same checks and table over the functions a user registered
+with ``@hw.testing.register(reference=..., cases=...)`` in MODULE (a package: with its
+submodules). ``--mutate MODULE`` prints the mutation score of MODULE's backward rules
+(``hw.testing.mutation``): every ``custom_vjp`` rule perturbed in turn (an output scaled
+by 1 + 1e-7, two outputs of one shape swapped, one element zeroed, a square output
+transposed), each mutant run through the rows that use the rule; exit status 1 when a
+mutant survives or a rule is run by no case.
 """
 from __future__ import annotations
 
@@ -152,6 +160,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       help="skip the finite-difference checks (faster)")
   parser.add_argument("--cases", action="store_true",
                       help="with --json: include every case's numbers")
+  parser.add_argument("--module", default=None, metavar="MODULE",
+                      help="check the functions MODULE (a package: with its submodules) "
+                           "registered with @hw.testing.register instead of hw.ops")
+  parser.add_argument("--mutate", default=None, metavar="MODULE",
+                      help="mutation score: perturb every custom_vjp backward rule of MODULE "
+                           "(hw.ops, or a module with @hw.testing.register rows) and report "
+                           "which mutants the checks kill")
   return parser.parse_args(list(argv))
 
 
@@ -160,6 +175,20 @@ def main(argv: Sequence[str] | None = None, *,
   """Entry point of ``hw verify``. Returns 0 when every op passes, 1 otherwise."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   ops = [name.strip() for name in args.ops.split(",") if name.strip()]
+  if args.mutate:
+    return _mutate(args, ops)
+  if args.module:
+    from hw.testing.register import discover
+    try:
+      registry = discover(args.module)
+    except ValueError as exc:
+      print(f"hw verify: {exc}", file=sys.stderr)
+      return 2
+    if not registry:
+      print(f"hw verify: module {args.module} registers no function "
+            "(decorate them with @hw.testing.register(reference=..., cases=...))",
+            file=sys.stderr)
+      return 2
   start = time.perf_counter()
   show = lambda line: print(line, file=sys.stderr, flush=True)
   try:
@@ -191,6 +220,27 @@ def main(argv: Sequence[str] | None = None, *,
     print(f"\n{functions} ops in {len(reports)} rows ({paths} pinned implementation paths), "
           f"{total} cases{optimizer_note}, {elapsed:.1f} s: {verdict}")
   return 0 if passed else 1
+
+
+def _mutate(args, ops) -> int:
+  """``hw verify --mutate MODULE``: the mutation score of MODULE's backward rules."""
+  from hw.testing.mutation import default_registry, mutation_score
+  start = time.perf_counter()
+  try:
+    registry = default_registry(args.mutate)
+    rows = select(registry, ops) if ops else None
+    report = mutation_score(args.mutate, registry, rows=rows, seed=args.seed,
+                            finite_differences=not args.no_finite_differences)
+  except (ValueError, ImportError) as exc:
+    print(f"hw verify: {exc}", file=sys.stderr)
+    return 2
+  elapsed = time.perf_counter() - start
+  if args.json:
+    print(json.dumps({**report.to_json(), "seconds": round(elapsed, 2)}, indent=2))
+  else:
+    print(report.table())
+    print(f"{elapsed:.1f} s")
+  return 0 if not report.survivors and not report.unused_rules else 1
 
 
 if __name__ == "__main__":
