@@ -39,8 +39,8 @@ from hw.studies._runs import percent
 
 NAME = "equivariance"
 TITLE = "HK6 equivariance: CNN vs MLP on shifted and randomly placed digits"
-REPORTED = ("HK6: the CNN slightly better than the MLP on the original and the shifted test set",
-            "published (48×48, trained centred, tested at random positions): MLP 12.7%, CNN 96.0%")
+REPORTED = ("HK6: CNN slightly better than MLP, original and shifted test set",
+            "published 48×48 random placement: MLP 12.7%, CNN 96.0%")
 PUBLISHED = {"mlp": 0.127, "cnn": 0.960}
 TARGET = 0.960  # the CNN's accuracy on the randomly placed 48×48 test digits
 SCALE = (0.0, 0.3081)  # divide by the MNIST pixel std; no mean: the background stays 0

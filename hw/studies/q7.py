@@ -38,10 +38,8 @@ from hw.studies import _runs
 from hw.studies._runs import percent
 
 NAME = "q7"
-TITLE = "EECS Q7: deep sigmoid nets, dropout at inference, a diverging loss"
-REPORTED = ("short answers (no numbers): saturation and non-zero-centred sigmoid outputs; "
-            "match train and test activations under dropout; lower the learning rate, "
-            "raise the batch size")
+TITLE = "Q7 (EECS short answers): deep sigmoid nets, dropout at inference, a diverging loss"
+REPORTED = ("short answers, no numbers",)
 MNIST_NORMALIZE = (0.1307, 0.3081)
 ACTIVATIONS = {"relu": ops.relu, "tanh": ops.tanh, "sigmoid": ops.sigmoid}
 SATURATED = 0.05  # a sigmoid unit counts as saturated when σ(z) < 0.05 or σ(z) > 0.95
@@ -501,7 +499,7 @@ def _deep_text(deep: dict[str, Any]) -> list[str]:
       f"{sig['config']['learning_rate']:g}, LeCun-normal init). Loss: ReLU {outcome(relu)}; "
       f"sigmoid {outcome(sig)} (chance: ln 10 = {math.log(10):.3f}, 10%). The backward pass "
       f"shows why. At initialisation the gradient of the first layer's weights is "
-      f"{ratio(s0):.1e} of the output layer's in the sigmoid net, against {ratio(r0):.2g} in "
+      f"{ratio(s0):.1e} of the output layer's in the sigmoid net, against {ratio(r0):.1f} in "
       f"the ReLU net, and after training it is still {ratio(s_end):.1e}: the first layers do "
       f"not learn. Every sigmoid layer multiplies the backward signal by σ'(z) = σ(1 − σ) ≤ "
       f"1/4; here the mean σ' per layer is {min(s0['mean_derivative']):.3f}–"
@@ -541,6 +539,11 @@ def _deep_text(deep: dict[str, Any]) -> list[str]:
   return [text]
 
 
+def _percent_change(value: float, reference: float) -> str:
+  change = 100 * (value / reference - 1)
+  return f"{abs(change):.0f}% {'above' if change >= 0 else 'below'}"
+
+
 def layer_gain(probe_: dict[str, Any]) -> float:
   """Geometric mean of the factor by which the weight-gradient norm shrinks per layer,
   from the output layer down to the first: (‖∂L/∂W_1‖ / ‖∂L/∂W_L‖)^(1/(L − 1))."""
@@ -575,9 +578,12 @@ def _dropout_text(drop: dict[str, Any]) -> list[str]:
       f"What has to match is what each layer receives in training and at test time. In "
       f"training (masks on, kept units × 1/(1 − p)) the dropout layers' mean outputs are "
       f"{means(on)}; the inverted rule with no mask gives {means(inv)}"
-      + (" — the same for the first layer, whose input carries no noise (E[h ⊙ M]/(1 − p) = h "
-         "exactly), and close for the deeper one, where the ReLU of a noisy input has a "
-         "larger mean than the ReLU of its mean. " if first_match else ". ")
+      + (f" — the same for the first layer, whose input carries no noise (E[h ⊙ M]/(1 − p) = "
+         f"h exactly); deeper, the training-time mean is "
+         f"{_percent_change(on['mean_activation'][-1], inv['mean_activation'][-1])} the "
+         f"test-time one, because the ReLU of a noisy input has a larger mean than the ReLU of "
+         f"its mean (the rule is exact for one layer, an approximation after that). "
+         if first_match else ". ")
       + f"Leaving the masks on keeps these means but feeds every prediction the training "
       f"noise: {percent(on['accuracy'], 2)} instead of {percent(inv['accuracy'], 2)}, loss "
       f"{on['loss']:.3f} instead of {inv['loss']:.3f}; averaging {avg['passes']} masked "
@@ -600,16 +606,23 @@ def _dropout_text(drop: dict[str, Any]) -> list[str]:
 
 
 
+def _loss(value: float) -> str:
+  return f"{value:.2f}" if abs(value) < 1000 else f"{value:.1e}"
+
+
 def _describe_run(run: dict[str, Any], steps: int) -> str:
-  if run["lowest_at_step"] is None:
+  if run["lowest_at_step"] is None or run["first_step_loss"] is None:
     return f"non-finite at step {run['diverged_at_step']}"
-  text = (f"{run['first_step_loss']:.2f} at step 1 → lowest {run['lowest_loss']:.2f} by step "
-          f"{run['lowest_at_step']}")
+  text = f"{_loss(run['first_step_loss'])} at step 1"
+  if run["lowest_loss"] < run["first_step_loss"]:
+    text += f" → lowest {_loss(run['lowest_loss'])} by step {run['lowest_at_step']}"
+  else:
+    text += f" → {_loss(run['highest_loss'])} by step {run['steps'][0]}"
   if run["diverged_at_step"] is not None:
     return text + f" → non-finite at step {run['diverged_at_step']}"
   if run["highest_after_lowest"] > run["lowest_loss"] + 0.5:
-    text += f" → up to {run['highest_after_lowest']:.2f}"
-  return text + f" → {run['final_loss']:.2f} at step {steps}"
+    text += f" → up to {_loss(run['highest_after_lowest'])}"
+  return text + f" → {_loss(run['final_loss'])} at step {steps}"
 
 
 def _fix_outcome(fix: dict[str, Any]) -> str:
@@ -670,7 +683,7 @@ def _rates_text(rates: dict[str, Any]) -> list[str]:
     share = 0.5 * (1 + math.cos(math.pi * at / steps))
     notes.append(
         f"cosine decay {'works' if not cosine['unstable'] else 'alone does not help'}"
-        + (f": at step {at}, where the run at lr {lr:g} turned, it still runs at "
+        + (f": at step {at}, where the run at lr {lr:g} turned, the schedule is still at "
            f"{percent(share)} of the rate" if cosine["unstable"] else "")
         + ("; a warm-up (the rate rising from 0 over the first 10% of the steps) before the "
            "decay " + ("does" if not by_label.get("warmup_cosine", {"unstable": True})["unstable"]
@@ -773,21 +786,27 @@ def _plot_deep(workdir, deep) -> str:
 def _plot_dropout(workdir, drop) -> str:
   plt = _runs.pyplot()
   rules = drop["rules"]
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+  fig, axes = plt.subplots(1, 3, figsize=(16, 4.4), gridspec_kw={"width_ratios": (1, 1, 1.1)})
   names = [("inverted", "inverted rule\n(no mask, no scale)"),
            ("masks_on", "masks left on"),
            ("masks_averaged", f"{rules['masks_averaged']['passes']} masked\npasses averaged"),
            ("no_rescale", "plain dropout,\nno ×(1−p)")]
-  ax = axes[0]
-  values = [100 * rules[k]["accuracy"] for k, _ in names]
-  bars = ax.bar(range(len(names)), values, color=["tab:green", "tab:orange", "tab:olive", "tab:red"])
-  for bar, value in zip(bars, values):
-    ax.text(bar.get_x() + bar.get_width() / 2, value + 0.3, f"{value:.2f}%", ha="center",
-            fontsize="small")
-  ax.set_xticks(range(len(names)), [label for _, label in names], fontsize="small")
-  low = min(values)
-  ax.set(ylabel="test accuracy (%)", ylim=(max(0, low - 5), 100), title="Accuracy")
-  ax = axes[1]
+  colours = ["tab:green", "tab:orange", "tab:olive", "tab:red"]
+  for ax, key, title, unit, digits in ((axes[0], "accuracy", "Test accuracy", 100, 2),
+                                       (axes[1], "loss", "Test loss (cross-entropy)", 1, 3)):
+    values = [unit * rules[k][key] for k, _ in names]
+    bars = ax.bar(range(len(names)), values, color=colours)
+    top = max(values)
+    for bar, value in zip(bars, values):
+      ax.text(bar.get_x() + bar.get_width() / 2, value + 0.01 * top,
+              f"{value:.{digits}f}{'%' if unit == 100 else ''}", ha="center", fontsize="small")
+    ax.set_xticks(range(len(names)), [label for _, label in names], fontsize="small")
+    ax.set_title(title)
+    if key == "accuracy":
+      ax.set(ylabel="%", ylim=(max(0, min(values) - 5), 100))
+    else:
+      ax.set(ylim=(0, 1.15 * top))
+  ax = axes[2]
   layers = np.arange(1, len(rules["inverted"]["mean_activation"]) + 1)
   width = 0.25
   for offset, (key, label, colour) in zip(
@@ -796,8 +815,10 @@ def _plot_dropout(workdir, drop) -> str:
                            ("no_rescale", "plain dropout, no ×(1−p)", "tab:red"))):
     ax.bar(layers + offset, rules[key]["mean_activation"], width, color=colour, label=label)
   ax.set_xticks(layers, [f"hidden layer {i}" for i in layers])
-  ax.set(ylabel="mean output of the dropout layer", title="Mean activation")
+  ax.set(ylabel="mean output of the dropout layer", title="Mean activation (test images)")
   _runs.legend_below(ax, columns=1)
+  fig.suptitle(f"One MLP trained with inverted dropout (p = {drop['rate']:g}), four test-time rules",
+               fontsize="medium")
   fig.tight_layout()
   return _runs.save(fig, workdir, f"{NAME}_dropout.png")
 
@@ -820,7 +841,9 @@ def _plot_rates(workdir, rates) -> str:
     ax.set(xlabel="step", title=title, ylim=(0, ceiling * 1.05))
     ax.grid(alpha=0.3)
     _runs.legend_below(ax, columns=2)
-  axes[0].set_ylabel(f"training loss (mean of {rates['sweep'][0]['steps'][0]} steps; "
-                     f"× = non-finite, clipped at {ceiling:.1f})")
+  every = next((r["steps"][0] for r in rates["sweep"] if r["steps"]), 1)
+  axes[0].set_ylabel(f"training loss (mean of {every} steps)")
+  fig.suptitle(f"SGD with momentum {rates['momentum']:g}: × marks a non-finite loss; curves "
+               f"are cut at {ceiling:.1f}", fontsize="medium")
   fig.tight_layout()
   return _runs.save(fig, workdir, f"{NAME}_learning_rate.png")
