@@ -19,8 +19,14 @@ def _outputs(scores: jax.Array, num_outputs: int) -> jax.Array:
   return scores[:, 0] if num_outputs == 1 else scores
 
 
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": hnn.relu, "sigmoid": hnn.sigmoid, "tanh": hnn.tanh}
+
+
 class MLP(nn.Module):
-  """Fully connected net: [Dense–ReLU(–Dropout)] per hidden size, then Dense(num_outputs).
+  """Fully connected net: [Dense–activation(–Dropout)] per hidden size, then
+  Dense(num_outputs); the activation is ReLU unless ``activation`` names another one of
+  :data:`ACTIVATIONS`.
 
   With no hidden sizes this is softmax regression (or a linear score when
   ``num_outputs == 1``).
@@ -29,12 +35,14 @@ class MLP(nn.Module):
   num_classes: int
   dropout_rate: float = 0.0
   weight_scale: float | None = None
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    activation = ACTIVATIONS[self.activation]
     x = hnn.flatten(x)
     for width in self.hidden_sizes:
-      x = hnn.relu(hnn.Dense(int(width), weight_scale=self.weight_scale)(x))
+      x = activation(hnn.Dense(int(width), weight_scale=self.weight_scale)(x))
       if self.dropout_rate:
         x = hnn.Dropout(self.dropout_rate)(x, train=train)
     x = hnn.Dense(self.num_classes, weight_scale=self.weight_scale)(x)
@@ -82,14 +90,47 @@ class ConvNet(nn.Module):
     return _outputs(x, self.num_classes)
 
 
+class GlobalPoolConvNet(nn.Module):
+  """Fully convolutional net: per block ``(filters, size)`` a conv (stride 1, ``padding``)
+  –ReLU, a ``pool``×``pool`` max pool between blocks, then a global max (or average) pool of
+  each channel over the whole map and one fc layer to the scores.
+
+  With 'SAME' zero padding and a zero background every conv output moves with its input,
+  and the global pool forgets where it was: the scores do not depend on where a digit
+  sits on the canvas, up to the phase of the strided pools (shifts by multiples of
+  ``pool ** (len(conv_blocks) - 1)`` are exact).
+  """
+  conv_blocks: Sequence[tuple[int, int]]
+  num_classes: int
+  global_pool: str = "max"
+  padding: str = "SAME"
+  pool: int = 2
+  weight_scale: float | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f"GlobalPoolConvNet expects NHWC images of rank 4, got shape {x.shape}")
+    for index, (filters, size) in enumerate(self.conv_blocks):
+      if index:
+        x = hnn.max_pool(x, self.pool)
+      x = hnn.relu(hnn.Conv(int(filters), int(size), padding=self.padding,
+                            weight_scale=self.weight_scale)(x))
+    x = hnn.global_pool(x, self.global_pool)
+    x = hnn.Dense(self.num_classes, weight_scale=self.weight_scale)(x)
+    return _outputs(x, self.num_classes)
+
+
 def _linear(*, num_outputs: int, weight_scale: float | None) -> nn.Module:
   return MLP(hidden_sizes=(), num_classes=num_outputs, weight_scale=weight_scale)
 
 
 def _mlp(*, num_outputs: int, weight_scale: float | None, hidden_sizes: Sequence[int] = (100,),
-         dropout_rate: float = 0.0) -> nn.Module:
+         dropout_rate: float = 0.0, activation: str = "relu") -> nn.Module:
+  if activation not in ACTIVATIONS:
+    raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
   return MLP(hidden_sizes=tuple(int(h) for h in hidden_sizes), num_classes=num_outputs,
-             dropout_rate=dropout_rate, weight_scale=weight_scale)
+             dropout_rate=dropout_rate, weight_scale=weight_scale, activation=activation)
 
 
 def _cnn(*, num_outputs: int, weight_scale: float | None, filters: int = 32,
@@ -108,12 +149,24 @@ def _cnn_bn(*, num_outputs: int, weight_scale: float | None,
                  conv_dropout=conv_dropout, padding=padding, weight_scale=weight_scale)
 
 
+def _cnn_global_pool(*, num_outputs: int, weight_scale: float | None,
+                     conv_blocks: Sequence[Sequence[int]] = ((16, 3), (32, 3), (64, 3)),
+                     global_pool: str = "max", padding: str = "SAME") -> nn.Module:
+  if global_pool not in ("max", "avg"):
+    raise ValueError(f"global_pool must be 'max' or 'avg', got {global_pool!r}")
+  return GlobalPoolConvNet(conv_blocks=tuple((int(f), int(k)) for f, k in conv_blocks),
+                           num_classes=num_outputs, global_pool=global_pool, padding=padding,
+                           weight_scale=weight_scale)
+
+
 # name -> constructor(*, num_outputs, weight_scale, **model_kwargs)
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 MODELS.register("linear", _linear, "softmax regression / linear score (no hidden layer)")
-MODELS.register("mlp", _mlp, "fc–ReLU per hidden size, then fc (optional dropout)")
+MODELS.register("mlp", _mlp, "fc–ReLU (or sigmoid, tanh) per hidden size, then fc (optional dropout)")
 MODELS.register("cnn", _cnn, "conv k×k valid–ReLU–maxpool 2–fc–ReLU–fc (Q5.3)")
 MODELS.register("cnn_bn", _cnn_bn, "[conv–BN–ReLU–pool–dropout]×n–fc–BN–ReLU–dropout–fc (Q5.4)")
+MODELS.register("cnn_global_pool", _cnn_global_pool,
+                "[conv SAME–ReLU]×n with max pools between, global max/avg pool, fc (HK6)")
 
 
 def create_model(name: str, *, num_outputs: int, weight_scale: float | None = None,

@@ -109,8 +109,25 @@ def relu(x: jax.Array) -> jax.Array:
   return ops.relu(x)
 
 
+def sigmoid(x: jax.Array) -> jax.Array:
+  return ops.sigmoid(x)
+
+
+def tanh(x: jax.Array) -> jax.Array:
+  return ops.tanh(x)
+
+
 def max_pool(x: jax.Array, window: int = 2) -> jax.Array:
   return ops.max_pool(x, window)
+
+
+def global_pool(x: jax.Array, kind: str = "max") -> jax.Array:
+  """(N, H, W, C) → (N, C): the max or the mean of each channel over the whole map
+  (:func:`hw.ops.adaptive_max_pool` / :func:`hw.ops.adaptive_avg_pool` to 1×1)."""
+  if kind not in ("max", "avg"):
+    raise ValueError(f"global pool `kind` must be 'max' or 'avg', got {kind!r}")
+  pooled = ops.adaptive_max_pool(x, 1) if kind == "max" else ops.adaptive_avg_pool(x, 1)
+  return pooled.reshape((x.shape[0], x.shape[-1]))
 
 
 def flatten(x: jax.Array) -> jax.Array:
