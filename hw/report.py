@@ -73,13 +73,14 @@ def _extra_test_lines(results: Mapping[str, Any]) -> list[str]:
     lines.append(f"Selected model on test: top-1 error {_percent(results['top1_error'])}, "
                  f"top-5 error {_percent(results['top5_error'])}{_lossy(results)}.")
   for point in results["grid"]:
-    if point.get("test_accuracy") is not None:
+    if (point.get("test_accuracy") is not None
+        and point["index"] != results["selected"]["index"]):
       lines.append(f"Beside it (not selected on validation; listed by the config's "
                    f"also_test): **{point['label']}** test accuracy "
                    f"{_percent(point['test_accuracy'])}, top-1 / top-5 error "
                    f"{_percent(point.get('top1_error'))} / {_percent(point.get('top5_error'))}"
                    f"{_lossy(results)}.")
-  return [*lines, ""] if lines else []
+  return [part for line in lines for part in (line, "")]
 
 
 def _seeds_line(results: Mapping[str, Any]) -> list[str]:
@@ -203,7 +204,8 @@ def _summary_row(name: str, results: Mapping[str, Any] | None,
             f"{_percent(results.get('target'))} | {met} | — | {results['wall_time_s']:.0f} s |")
   ours = _percent(results["test_accuracy"]) + _lossy(results)
   for point in results["grid"]:
-    if point.get("test_accuracy") is not None:
+    if (point.get("test_accuracy") is not None
+        and point["index"] != results["selected"]["index"]):
       ours += f"; {point['label']}: {_percent(point['test_accuracy'])}"
   if results.get("seeds"):
     ours += f" (mean of {len(results['seeds']['seeds'])} seeds {_percent(results['seeds']['mean'])})"
