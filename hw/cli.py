@@ -44,7 +44,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def train_command(argv: Sequence[str], catalog: Any) -> int:
   """``hw train NAME [--set key=value]... [--profile P] [--seed N] [--data-dir D]``."""
-  from hw import data, experiment, files, progress, train
+  from hw import data, experiment, files, progress, steps, train
   from hw.study import Study
   parser = argparse.ArgumentParser(prog="hw train", description=COMMANDS["train"])
   parser.add_argument("experiment", help="e.g. q5.3 (see `hw list`)")
@@ -53,6 +53,8 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
                       help="override a config field (model.<kw> for a model keyword); the value "
                            "is a Python literal; repeatable")
   parser.add_argument("--seed", type=int, default=None)
+  parser.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="train data parallel over N local devices (default: all)")
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--binary-data", default=None)
   parser.add_argument("--results-dir", default="results")
@@ -65,8 +67,11 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
     overrides = dict(parse_override(item) for item in args.set)
     if args.seed is not None:
       overrides["seed"] = args.seed
+    if args.devices is not None:
+      overrides["devices"] = args.devices
     config = config.replace(**overrides)
-    experiment.grid_points(config)
+    for point in experiment.grid_points(config):  # a batch that does not split over the devices
+      steps.device_count(experiment.point_config(config, point))
   except (ValueError, TypeError) as error:
     print(f"hw train: {error}", file=sys.stderr)
     return 2

@@ -55,7 +55,7 @@ class ExperimentConfig:
   """Everything that defines one experiment (one SPEC question).
 
   A grid maps a field name (a top-level field, or ``model.<kwarg>`` for a model keyword)
-  to the values tried; every combination is trained on the train split, the best by
+  to the values tried (or is a list of points); every combination is trained on the train split, the best by
   validation accuracy is selected, and only that model is evaluated on the test set.
   String options are checked against their registries when the config is made.
   """
@@ -77,14 +77,22 @@ class ExperimentConfig:
   jit_per_batch: bool | None = _trains(None)  # one jitted call per batch instead of a scan;
                                               # None: the backend's default (hw.train.stepping)
   rmsprop_decay: float = _shapes(0.99)  # the handout's RMSProp decay rate
+  devices: int | None = _field(None, fingerprint=False, compiled=True)  # data parallel over
+                                     # this many local devices (None: all); the global batch
+                                     # is split over them, the numbers stay those of one device
   epochs: int = _field(10, fingerprint=False, compiled=False)  # see the module docstring
   seed: int = _trains(0)              # initialisation, shuffling and dropout
   data_seed: int = _trains(0)         # the validation split / binary stand-in (kept fixed)
   validation_fraction: float = _trains(0.1)
+  train_subset: int | None = _trains(None)  # train on the first this many examples of the
+                                           # training split only (CPU smoke runs of big nets)
   augment: str | None = _shapes(None)  # None or a name in hw.augmentations.AUGMENTATIONS
   normalize: tuple[float, float] | str | None = _trains(None)  # (mean, std) of [0,1] pixels,
                                      # or "standardize": per feature, training-split statistics
-  grid: Mapping[str, Sequence[Any]] = _describes(factory=dict)
+  grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] = _describes(factory=dict)
+                                     # or a list of points (several fields each)
+  also_test: Sequence[int] = _describes(())  # grid points whose test accuracy is reported
+                                            # beside the selected one (not used to select)
   repeat_seeds: Sequence[int] = _describes(())  # the whole experiment again with these seeds,
                                                # for the spread of the test accuracy
   reported: Sequence[str] = _describes(())  # what the write-ups reported
@@ -103,10 +111,19 @@ class ExperimentConfig:
       AUGMENTATIONS.check(self.augment, field="augment")
     for figure in self.figures:
       FIGURES.check(figure, field="figures")
+    if self.train_subset is not None and (isinstance(self.train_subset, bool) or not
+                                          isinstance(self.train_subset, int)
+                                          or self.train_subset < 1):
+      raise ValueError(f"train_subset must be a positive integer or None in {self.name!r}, "
+                       f"got {self.train_subset!r}")
     for field in ("epochs", "batch_size", "eval_batch_size"):
       value = getattr(self, field)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{field} must be a positive integer in {self.name!r}, got {value!r}")
+    if self.devices is not None and (isinstance(self.devices, bool)
+                                     or not isinstance(self.devices, int) or self.devices < 1):
+      raise ValueError(f"devices must be a positive integer or None in {self.name!r}, "
+                       f"got {self.devices!r}")
     if not 0.0 < self.validation_fraction < 1.0:
       raise ValueError(f"validation_fraction must be in (0, 1) in {self.name!r}, "
                        f"got {self.validation_fraction!r}")
@@ -131,8 +148,15 @@ class ExperimentConfig:
     return SCHEDULES[self.lr_schedule].uses_epochs
 
 
+# Fields added after results were published, left out of the hashes while at these
+# defaults, so that the fingerprints (and the finished results) of older configs stay valid.
+_OMITTED_AT_DEFAULT = {"train_subset": None}
+
+
 def _marked(config: ExperimentConfig, mark: str) -> dict[str, Any]:
-  values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata[mark]}
+  values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata[mark]
+            and not (f.name in _OMITTED_AT_DEFAULT
+                     and getattr(config, f.name) == _OMITTED_AT_DEFAULT[f.name])}
   if config.length_matters():
     values["epochs"] = config.epochs
   return values

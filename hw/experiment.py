@@ -22,15 +22,24 @@ import jax
 import numpy as np
 import optax
 
-from hw import checkpoint, files, randomness, train as core
+from hw import checkpoint, files, metrics, randomness, train as core
 from hw.config import ExperimentConfig, fingerprint
 from hw.figures import FIGURES
 from hw.progress import Console
-from hw.splits import Splits, load_splits, normalization, to_device
+from hw.splits import DeviceSplit, Splits, load_splits, normalization, to_device
 
 
 def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
-  """Every combination of ``config.grid`` values, in order (one empty point without a grid)."""
+  """Every combination of ``config.grid`` values, in order (one empty point without a grid).
+
+  ``config.grid`` may also be a list of points (dicts of field → value), taken as given:
+  for variants that differ in several fields at once.
+  """
+  if isinstance(config.grid, (list, tuple)):
+    if not config.grid or not all(isinstance(point, dict) for point in config.grid):
+      raise ValueError(f"grid of {config.name!r} must be a mapping of field -> values or a "
+                       f"non-empty list of points (dicts), got {config.grid!r}")
+    return [dict(point) for point in config.grid]
   for name, values in config.grid.items():
     if not isinstance(values, (list, tuple)) or not values:
       raise ValueError(f"grid[{name!r}] of {config.name!r} must be a non-empty list, "
@@ -156,7 +165,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   normalize = normalization(config.normalize, splits.train)
   data = core.TrainingData(to_device(splits.train, normalize, 1),
                            to_device(splits.validation, normalize, pad))
-  grid, best_run, stepping = [], None, None
+  grid, best_run, stepping, device_count = [], None, None, 1
   for index, point in enumerate(grid_points(config)):
     run_config = point_config(config, point)
     label = point_label(point)
@@ -183,11 +192,16 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
                    "train_loss": None, "train_seconds": None, "history": []})
       continue
     stepping = "per_batch" if programs.per_batch else "scan"
+    device_count = programs.device_count
     final = history[-1]
     grid.append({**entry, "status": "complete", "epochs": len(history),
                  **{key: final[key] for key in ("val_accuracy", "val_loss", "train_accuracy",
                                                 "train_loss")},
                  "train_seconds": sum(r["seconds"] for r in history), "history": history})
+    if index in config.also_test:  # reported beside the selected one, not used to select
+      test = to_device(splits.test, normalize, pad)
+      grid[-1]["test_accuracy"] = core.evaluate(state, programs, test)[1]
+      grid[-1].update(top_k_errors(state, programs, test, splits.num_classes))
     if select(grid) == index:
       best_run = (state, programs)  # keep only the current best model in memory
   best = select(grid)
@@ -197,8 +211,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   state, programs = best_run
   test = to_device(splits.test, normalize, pad)
   test_loss, test_accuracy = core.evaluate(state, programs, test)
+  errors = top_k_errors(state, programs, test, splits.num_classes)
   results = results_record(config, splits, grid, best, test_loss, test_accuracy,
-                           wall=time.perf_counter() - began, stepping=stepping)
+                           wall=time.perf_counter() - began, stepping=stepping,
+                           device_count=device_count)
+  results.update(errors)
   if config.repeat_seeds:
     results["seeds"] = _repeat(config, workdir, splits, results, console)
   if plot:
@@ -211,6 +228,27 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     from hw import report
     report.plot_learning_curves(results, workdir / f"{config.name}.png")
   return results
+
+
+TOP_K = (1, 5)
+
+
+def top_k_errors(state: core.TrainState, programs: core.Programs, split: DeviceSplit,
+                 num_classes: int) -> dict[str, float]:
+  """``{"top1_error": …, "top5_error": …}`` of the model on ``split`` (empty with fewer
+  than 5 classes), via :func:`hw.metrics.top_k_error`."""
+  if num_classes < max(TOP_K):
+    return {}
+  split = core.place(programs, split)
+  variables = programs.place(state.variables())
+  batch = min(1000, split.images.shape[0])
+  scores = []
+  apply = jax.jit(lambda v, x: programs.model.apply(v, x, train=False))
+  for start in range(0, split.size, batch):
+    scores.append(np.asarray(apply(variables, split.images[start:start + batch])))
+  scores = np.concatenate(scores)[:split.size]
+  labels = np.asarray(split.labels)[:split.size]
+  return {f"top{k}_error": float(metrics.top_k_error(scores, labels, k)) for k in TOP_K}
 
 
 def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,
@@ -237,19 +275,24 @@ def write_json(path: pathlib.Path, payload: Any) -> None:
 
 def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str, Any]],
                    best: int, test_loss: float, test_accuracy: float, *, wall: float,
-                   stepping: str | None) -> dict[str, Any]:
+                   stepping: str | None, device_count: int = 1) -> dict[str, Any]:
   """The results JSON.
 
   Schema: name, title, status ("complete"), config (ExperimentConfig as a dict),
-  fingerprint, data {source, identity, num_classes, train, validation, test (sizes)}, grid
+  fingerprint, data {source, identity, stand_in, notes (caveats such as lossy pixels; only
+  when there are some),
+  num_classes, train, validation, test (sizes)}, grid
   (one entry per point: index, params, label, status ("complete" or "diverged", with a
   message), epochs, final val/train accuracy and loss, train_seconds, history [per-epoch:
   epoch, learning_rate, train_loss, train_accuracy, val_loss, val_accuracy, seconds],
   checkpoint), selected {index, params, label, val_accuracy}, test_accuracy, test_loss,
-  target, reported, meets_target (None without a target or on stand-in data), seeds (with
+  target, reported, meets_target (None without a target or on stand-in data), top1_error
+  and top5_error (of the selected model on test, with ≥ 5 classes; grid points listed in
+  ``config.also_test`` carry their own test_accuracy and errors), seeds (with
   ``repeat_seeds``: {seeds, test_accuracy per seed, mean, std, min, max}), train_seconds (sum over all points and epochs, across
   resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
-  platform (backend, device, PRNG implementation, stepping, versions).
+  platform (backend, device, device_count (devices the batches were split over),
+  PRNG implementation, stepping, versions).
   """
   seconds = [r["seconds"] for point in grid for r in point["history"]]
   selected = grid[best]
@@ -258,6 +301,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
       "config": plain(config.to_dict()),
       "fingerprint": fingerprint(config, whole_experiment=True, data_identity=splits.identity),
       "data": {"source": splits.source, "identity": splits.identity, "stand_in": splits.stand_in,
+               **({"notes": list(splits.notes)} if splits.notes else {}),
                "num_classes": splits.num_classes, "train": len(splits.train.labels),
                "validation": len(splits.validation.labels), "test": len(splits.test.labels)},
       "grid": grid,
@@ -271,6 +315,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
       "wall_time_s": wall,
       "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
       "platform": {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
+                   "device_count": device_count,
                    "prng_impl": randomness.PRNG_IMPL, "stepping": stepping,
                    "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
                    "python": platform.python_version(), "machine": platform.machine(),

@@ -121,6 +121,83 @@ class GlobalPoolConvNet(nn.Module):
     return _outputs(x, self.num_classes)
 
 
+POOL = "M"  # in a VGG layout: a 2×2 max pool (stride 2)
+
+HANDOUT_LAYOUT = (8, POOL, 16, POOL, 32, 32, POOL, 64, 64, POOL, 64, 64, POOL)
+VGG11_LAYOUT = (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL)
+
+
+class VGG(nn.Module):
+  """VGG-style CIFAR net: 3×3 convolutions (stride 1, padding 1) and 2×2 max pools as
+  listed in ``layout`` (an int is a conv with that many filters, ``"M"`` a pool), each conv
+  optionally followed by batch norm and ReLU; then flatten and a fully connected head:
+  one fc per ``hidden_sizes`` entry (ReLU after it when ``relu``, dropout before it when
+  ``dropout_rate``) and fc ``num_classes``.
+
+  On 32×32 inputs five pools leave 1×1 maps, so the head sees the last conv's channels.
+  """
+  layout: Sequence[Any]
+  hidden_sizes: Sequence[int]
+  num_classes: int
+  batch_norm: bool = False
+  relu: bool = False
+  dropout_rate: float = 0.0
+  weight_scale: float | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f"VGG expects NHWC images of rank 4, got shape {x.shape}")
+    for layer in self.layout:
+      if layer == POOL:
+        x = hnn.max_pool(x, 2)
+        continue
+      x = hnn.Conv(int(layer), 3, padding=1, weight_scale=self.weight_scale,
+                   use_bias=not self.batch_norm)(x)
+      if self.batch_norm:
+        x = hnn.BatchNorm()(x, train=train)
+      if self.relu:
+        x = hnn.relu(x)
+    x = hnn.flatten(x)
+    for width in self.hidden_sizes:
+      if self.dropout_rate:
+        x = hnn.Dropout(self.dropout_rate)(x, train=train)
+      x = hnn.Dense(int(width), weight_scale=self.weight_scale)(x)
+      if self.relu:
+        x = hnn.relu(x)
+    if self.dropout_rate:
+      x = hnn.Dropout(self.dropout_rate)(x, train=train)
+    x = hnn.Dense(self.num_classes, weight_scale=self.weight_scale)(x)
+    return _outputs(x, self.num_classes)
+
+
+def _scaled(layout: Sequence[Any], width: int) -> tuple[Any, ...]:
+  return tuple(layer if layer == POOL else int(layer) * int(width) for layer in layout)
+
+
+def _cifar_handout(*, num_outputs: int, weight_scale: float | None, batch_norm: bool = False,
+                   relu: bool = False, width: int = 1, dropout_rate: float = 0.0) -> nn.Module:
+  return VGG(layout=_scaled(HANDOUT_LAYOUT, width), hidden_sizes=(64 * int(width),),
+             num_classes=num_outputs, batch_norm=bool(batch_norm), relu=bool(relu),
+             dropout_rate=float(dropout_rate), weight_scale=weight_scale)
+
+
+def _cifar_improved(*, num_outputs: int, weight_scale: float | None, batch_norm: bool = False,
+                    dropout_rate: float = 0.0, width: int = 4) -> nn.Module:
+  return _cifar_handout(num_outputs=num_outputs, weight_scale=weight_scale,
+                        batch_norm=batch_norm, relu=True, width=width,
+                        dropout_rate=dropout_rate)
+
+
+def _vgg11(*, num_outputs: int, weight_scale: float | None, batch_norm: bool = True,
+           hidden_sizes: Sequence[int] = (), dropout_rate: float = 0.0) -> nn.Module:
+  return VGG(layout=VGG11_LAYOUT, hidden_sizes=tuple(int(h) for h in hidden_sizes),
+             num_classes=num_outputs, batch_norm=bool(batch_norm), relu=True,
+             dropout_rate=float(dropout_rate), weight_scale=weight_scale)
+
+
+
+
 def _linear(*, num_outputs: int, weight_scale: float | None) -> nn.Module:
   return MLP(hidden_sizes=(), num_classes=num_outputs, weight_scale=weight_scale)
 
@@ -168,6 +245,15 @@ MODELS.register("cnn_bn", _cnn_bn, "[conv–BN–ReLU–pool–dropout]×n–fc�
 MODELS.register("cnn_global_pool", _cnn_global_pool,
                 "[conv SAME–ReLU]×n with max pools between, global max/avg pool, fc (HK6)")
 
+MODELS.register("cifar_handout", _cifar_handout,
+                "A6 handout: 3×3 convs 8|M|16|M|32,32|M|64,64|M|64,64|M, fc 64, fc 10; "
+                "no activations unless relu=True; batch_norm, width, dropout_rate options")
+MODELS.register("cifar_improved", _cifar_improved,
+                "A6 improved: the handout layout ×4 channels (32…256), ReLU after every conv "
+                "and the hidden fc; batch_norm, dropout_rate options")
+MODELS.register("vgg11", _vgg11,
+                "VGG11-BN for CIFAR: 64|M|128|M|256,256|M|512,512|M|512,512|M, conv–BN–ReLU, "
+                "fc 512→10")
 
 def create_model(name: str, *, num_outputs: int, weight_scale: float | None = None,
                  **model_kwargs: Any) -> nn.Module:

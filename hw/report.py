@@ -62,6 +62,27 @@ def verdict(results: Mapping[str, Any]) -> str:
   return f"SHORT by {100 * (target - accuracy):.2f} pp"
 
 
+def _lossy(results: Mapping[str, Any]) -> str:
+  """A mark to print beside every number measured on data with caveats (lossy pixels)."""
+  return " (JPEG-decoded pixels, lossy)" if results.get("data", {}).get("notes") else ""
+
+
+def _extra_test_lines(results: Mapping[str, Any]) -> list[str]:
+  lines = [f"Note: {note}." for note in results.get("data", {}).get("notes", [])]
+  if "top1_error" in results:
+    lines.append(f"Selected model on test: top-1 error {_percent(results['top1_error'])}, "
+                 f"top-5 error {_percent(results['top5_error'])}{_lossy(results)}.")
+  for point in results["grid"]:
+    if (point.get("test_accuracy") is not None
+        and point["index"] != results["selected"]["index"]):
+      lines.append(f"Beside it (not selected on validation; listed by the config's "
+                   f"also_test): **{point['label']}** test accuracy "
+                   f"{_percent(point['test_accuracy'])}, top-1 / top-5 error "
+                   f"{_percent(point.get('top1_error'))} / {_percent(point.get('top5_error'))}"
+                   f"{_lossy(results)}.")
+  return [part for line in lines for part in (line, "")]
+
+
 def _seeds_line(results: Mapping[str, Any]) -> list[str]:
   seeds = results.get("seeds")
   if not seeds:
@@ -121,8 +142,8 @@ def _experiment_section(name: str, results: Mapping[str, Any] | None,
       "| reported | ours (test) | target | verdict |",
       "|---|---|---|---|",
       f"| {', '.join(results.get('reported') or []) or '—'} | "
-      f"**{_percent(results['test_accuracy'])}** | {_percent(results.get('target'))} | "
-      f"{verdict(results)} |",
+      f"**{_percent(results['test_accuracy'])}**{_lossy(results)} | "
+      f"{_percent(results.get('target'))} | {verdict(results)} |",
       "",
       *_seeds_line(results),
       f"Selected on validation: **{results['selected']['label']}** "
@@ -137,6 +158,7 @@ def _experiment_section(name: str, results: Mapping[str, Any] | None,
       f"Data: {results['data']['source']} — train {results['data']['train']}, validation "
       f"{results['data']['validation']}, test {results['data']['test']}.",
       "",
+      *_extra_test_lines(results),
       f"Time: {results['train_seconds']:.1f} s of training in all "
       f"({results['seconds_per_epoch']:.2f} s/epoch median; "
       f"{results['platform']['backend']}, {results['platform']['cpus']} CPUs); "
@@ -180,7 +202,11 @@ def _summary_row(name: str, results: Mapping[str, Any] | None,
     met = {True: "PASS", False: "SHORT", None: "no target"}[results["meets_target"]]
     return (f"| {question} | {reported or '—'} | {results.get('headline', 'see below')} | "
             f"{_percent(results.get('target'))} | {met} | — | {results['wall_time_s']:.0f} s |")
-  ours = _percent(results["test_accuracy"])
+  ours = _percent(results["test_accuracy"]) + _lossy(results)
+  for point in results["grid"]:
+    if (point.get("test_accuracy") is not None
+        and point["index"] != results["selected"]["index"]):
+      ours += f"; {point['label']}: {_percent(point['test_accuracy'])}"
   if results.get("seeds"):
     ours += f" (mean of {len(results['seeds']['seeds'])} seeds {_percent(results['seeds']['mean'])})"
   return (f"| {question} | {reported or '—'} | {ours} | {_percent(results.get('target'))} | "

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                            "present, else the deterministic stand-in")
   parser.add_argument("--results-dir", default="results", help="default: results/")
   parser.add_argument("--seed", type=int, default=None, help="override every experiment's seed")
+  parser.add_argument("--devices", type=int, default=None, metavar="N",
+                      help="train data parallel over N local devices (default: all; the "
+                           "batch size must be a multiple of N)")
   parser.add_argument("--force", action="store_true",
                       help="retrain finished experiments from scratch")
   return parser
@@ -312,6 +315,8 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       else:
         if args.seed is not None:
           config = config.replace(seed=args.seed)
+        if args.devices is not None:
+          config = config.replace(devices=args.devices)
         record = run_experiment(config, results_dir, data_dir=args.data_dir,
                                 binary_data=args.binary_data, force=args.force,
                                 named=bool(args.only), console=console)

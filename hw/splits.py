@@ -27,6 +27,7 @@ class Splits:
   num_classes: int
   source: str = "in-memory arrays"
   stand_in: bool = False  # made-up data in place of the real set: targets do not apply
+  notes: tuple[str, ...] = ()  # caveats to print beside every number (hw.data.Dataset.notes)
 
   @functools.cached_property
   def identity(self) -> str:
@@ -99,8 +100,16 @@ def load_splits(config: Any, *, data_dir: str | os.PathLike | None = None,
   dataset = data.load_dataset(config.dataset, data_dir=data_dir)
   train, validation = data.split_validation(
       dataset.train, fraction=config.validation_fraction, seed=config.data_seed)
-  return Splits(_split(train), _split(validation), _split(dataset.test),
-                num_classes=dataset.num_classes, source=dataset.source)
+  train = _split(train)
+  subset = getattr(config, "train_subset", None)
+  if subset is not None and subset < len(train.labels):
+    train = Split(train.images[:subset], train.labels[:subset])
+    source = f"{dataset.source}; training on the first {subset} training-split examples"
+  else:
+    source = dataset.source
+  return Splits(train, _split(validation), _split(dataset.test),
+                num_classes=dataset.num_classes, source=source,
+                notes=tuple(dataset.notes))
 
 
 def _split(array_split: Any) -> Split:

@@ -7,6 +7,14 @@ them. Stepping: an epoch is either scanned chunks of mini-batches or one jitted 
 mini-batch; :func:`per_batch_stepping` picks per backend and model (XLA:CPU runs
 convolutions several times slower inside a while loop, see ``docs/results/bench.md``).
 Both compute the same steps up to float rounding.
+
+Data parallel: with ``config.devices`` > 1 (None: every local device) the same programs are
+jitted over a one-axis :class:`jax.sharding.Mesh` (axis ``"batch"``): parameters, optimiser
+state and the data arrays replicated, each mini-batch's indices (and so its images) split
+along the batch axis. The step still computes over the global batch, so the loss, the
+gradients and the batch-norm statistics are those of the whole batch (XLA inserts the
+all-reduces); only the order of the float sums differs from one device. With one device no
+mesh is made and the programs are exactly the single-device ones.
 """
 from __future__ import annotations
 
@@ -18,12 +26,15 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hw import augmentations, losses, metrics, models, optimizers, randomness
 from hw.config import ExperimentConfig, compile_key
 
 CHUNK_STEPS = 100  # mini-batches per jitted scan call
+BATCH_AXIS = "batch"  # the mesh axis the mini-batches are split along
 
 
 @flax.struct.dataclass
@@ -41,7 +52,38 @@ def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bo
   else per batch exactly for conv nets on the CPU (scans elsewhere)."""
   if config.jit_per_batch is not None:
     return bool(config.jit_per_batch)
-  return backend == "cpu" and isinstance(model, models.ConvNet)
+  return backend == "cpu" and isinstance(model, (models.ConvNet, models.VGG))
+
+
+def device_count(config: ExperimentConfig) -> int:
+  """How many local devices ``config`` trains on (``config.devices``; None: all of them).
+
+  Raises:
+    ValueError: more devices than there are, or a batch that does not split evenly.
+  """
+  available = jax.local_device_count()
+  count = available if config.devices is None else config.devices
+  if count > available:
+    raise ValueError(f"devices={count} in {config.name!r}, but this process has only "
+                     f"{available} local {jax.default_backend()} device(s)")
+  for field in ("batch_size", "eval_batch_size"):
+    if field == "eval_batch_size" and count == 1:
+      break
+    size = getattr(config, field)
+    if size % count:
+      raise ValueError(f"{field} {size} of {config.name!r} does not divide evenly over "
+                       f"{count} devices (data parallel splits every batch into equal "
+                       f"shares); choose a {field} that is a multiple of {count} or set "
+                       f"devices to a divisor of {size}")
+  return count
+
+
+def make_mesh(config: ExperimentConfig) -> Mesh | None:
+  """The one-axis device mesh ``config`` trains on; None for a single device."""
+  count = device_count(config)
+  if count == 1:
+    return None
+  return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
 
 
 @dataclasses.dataclass
@@ -54,6 +96,17 @@ class Programs:
   evaluate: Callable  # (variables, images, labels, size) -> (mean loss, accuracy)
   per_batch: bool
   traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  mesh: Mesh | None = None  # the data-parallel mesh; None on one device
+
+  @property
+  def device_count(self) -> int:
+    return 1 if self.mesh is None else self.mesh.size
+
+  def place(self, tree: Any) -> Any:
+    """``tree`` replicated over the mesh (unchanged on one device)."""
+    if self.mesh is None:
+      return tree
+    return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
 
 
 def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
@@ -63,11 +116,26 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
   tx = optimizers.make_optimizer(config, steps)
   augment = augmentations.AUGMENTATIONS[config.augment] if config.augment else None
   traces: collections.Counter = collections.Counter()
+  mesh = make_mesh(config)
+  if mesh is None:
+    split_batch = lambda x, axis=0: x
+  else:
+    replicated = NamedSharding(mesh, PartitionSpec())
+    along = lambda axis: NamedSharding(mesh, PartitionSpec(*([None] * axis + [BATCH_AXIS])))
+
+    def jit(fn, *, donate_argnums=(), batch_args=()):
+      shardings = tuple(along(axis) if axis is not None else replicated for axis in batch_args)
+      return jax.jit(fn, donate_argnums=donate_argnums, in_shardings=shardings,
+                     out_shardings=replicated)
+
+    def split_batch(x, axis=0):
+      return jax.lax.with_sharding_constraint(x, along(axis))
 
   def step(images, labels, state, inputs):
     index, key_data = inputs
     key = randomness.wrap(key_data)
     x, y = jnp.take(images, index, axis=0), jnp.take(labels, index, axis=0)
+    x, y = split_batch(x), split_batch(y)
     if augment is not None:
       x = augment(x, key=jax.random.fold_in(key, 1))
 
@@ -83,26 +151,23 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
                            opt_state=opt_state)
     return new_state, (value, jnp.sum(metrics.correct_predictions(scores, y)))
 
-  @functools.partial(jax.jit, donate_argnums=(0,))
   def chunk(state, images, labels, batch_index, keys):
     traces["chunk"] += 1
     state, (losses_, correct) = jax.lax.scan(functools.partial(step, images, labels), state,
                                              (batch_index, keys))
     return state, losses_, correct
 
-  @functools.partial(jax.jit, donate_argnums=(0,))
   def single_step(state, images, labels, index, key):
     traces["step"] += 1
     state, (value, correct) = step(images, labels, state, (index, key))
     return state, value, correct
 
-  @jax.jit
   def evaluate(variables, images, labels, size):
     traces["evaluate"] += 1
     batch = config.eval_batch_size
     chunks = images.shape[0] // batch
-    xs = images.reshape((chunks, batch) + images.shape[1:])
-    ys = labels.reshape((chunks, batch))
+    xs = split_batch(images.reshape((chunks, batch) + images.shape[1:]), 1)
+    ys = split_batch(labels.reshape((chunks, batch)), 1)
     valid = (jnp.arange(chunks * batch) < size).reshape((chunks, batch))
 
     def one(inputs):
@@ -115,9 +180,18 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
     loss_sums, correct = jax.lax.map(one, (xs, ys, valid))
     return jnp.sum(loss_sums) / size, jnp.sum(correct) / size
 
+  if mesh is None:
+    chunk = jax.jit(chunk, donate_argnums=(0,))
+    single_step = jax.jit(single_step, donate_argnums=(0,))
+    evaluate = jax.jit(evaluate)
+  else:  # (state, images, labels, indices, keys): the indices' batch axis is split
+    chunk = jit(chunk, donate_argnums=(0,), batch_args=(None, None, None, 1, None))
+    single_step = jit(single_step, donate_argnums=(0,), batch_args=(None, None, None, 0, None))
+    evaluate = jit(evaluate, batch_args=(None, None, None, None))
   return Programs(model=model, init=jax.jit(functools.partial(model.init, train=False)),
                   step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
-                  per_batch=per_batch_stepping(config, model, jax.default_backend()))
+                  per_batch=per_batch_stepping(config, model, jax.default_backend()),
+                  mesh=mesh)
 
 
 class ProgramCache:
@@ -128,7 +202,8 @@ class ProgramCache:
     self._programs: collections.OrderedDict[tuple, Programs] = collections.OrderedDict()
 
   def get(self, config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
-    key = (compile_key(config), config.jit_per_batch, num_classes, steps, jax.default_backend())
+    key = (compile_key(config), config.jit_per_batch, num_classes, steps, jax.default_backend(),
+           device_count(config))
     if key in self._programs:
       self._programs.move_to_end(key)
     else:

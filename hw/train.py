@@ -103,9 +103,19 @@ def _total(parts: Sequence[Any]) -> float:
   return sum(float(np.sum(np.asarray(part, np.float64))) for part in parts)
 
 
+def place(programs: Programs, split: DeviceSplit) -> DeviceSplit:
+  """``split`` on the devices ``programs`` run on (replicated over a data-parallel mesh)."""
+  if programs.mesh is None:
+    return split
+  images, labels = programs.place((split.images, split.labels))
+  return DeviceSplit(images, labels, split.size)
+
+
 def evaluate(state: TrainState, programs: Programs, split: DeviceSplit) -> tuple[float, float]:
   """(mean loss, accuracy) of the model in inference mode over ``split``."""
-  loss, accuracy = programs.evaluate(state.variables(), split.images, split.labels, split.size)
+  split = place(programs, split)
+  loss, accuracy = programs.evaluate(programs.place(state.variables()), split.images,
+                                     split.labels, split.size)
   return float(loss), float(accuracy)
 
 
@@ -113,7 +123,8 @@ def train(config: ExperimentConfig, data: TrainingData, *, num_classes: int,
           state: TrainState | None = None, history: Sequence[Mapping[str, Any]] = (),
           hooks: Sequence[Hook] = ()) -> tuple[TrainState, list[dict[str, Any]]]:
   """Train from ``state`` (fresh when None) after ``len(history)`` finished epochs up to
-  ``config.epochs``; returns the final state and one metrics record per epoch.
+  ``config.epochs``; returns the final state and one metrics record per epoch. Trains
+  data parallel over ``config.devices`` local devices (None: all; see :mod:`hw.steps`).
 
   Raises:
     TrainingDiverged: a non-finite training or validation loss (before the epoch's hooks).
@@ -122,6 +133,8 @@ def train(config: ExperimentConfig, data: TrainingData, *, num_classes: int,
   programs = PROGRAMS.get(config, num_classes, steps)
   if state is None:
     state = init_state(config, programs, data.train.images)
+  state = programs.place(state)
+  data = TrainingData(place(programs, data.train), place(programs, data.validation))
   history = [dict(record) for record in history]
   for hook in hooks:
     hook.on_train_begin(start_epoch=len(history) + 1, epochs=config.epochs, steps_per_epoch=steps)

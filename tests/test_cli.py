@@ -39,6 +39,8 @@ def test_overrides_are_python_literals(text, expected):
     (["train", "q2.3", "--set", "epochs"], "--set takes key=value"),
     (["train", "q9.9"], "unknown experiment 'q9.9'"),
     (["train", "prox"], "'prox' is a study, not a grid experiment"),
+    (["train", "q2.3", "--devices", "64"], "devices=64 in 'q2_3', but this process has only"),
+    (["train", "q2.3", "--devices", "0"], "devices must be a positive integer"),
 ])
 def test_train_rejects_bad_overrides_with_the_valid_names(argv, message, capsys):
   assert app.main(argv) == 2

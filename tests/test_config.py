@@ -62,7 +62,7 @@ def test_an_unmarked_field_is_refused(monkeypatch):
     ("optimizer", "lbfgs", "unknown optimizer optimizer='lbfgs'"),
     ("lr_schedule", "step", "unknown lr_schedule lr_schedule='step'"),
     ("model", "vgg99", "unknown model model='vgg99'"),
-    ("augment", "crop_flip", "unknown augmentation augment='crop_flip'; known: shift"),
+    ("augment", "cutout", "unknown augmentation augment='cutout'; known: shift, crop_flip"),
     ("epochs", 0, "epochs must be a positive integer"),
     ("batch_size", 2.5, "batch_size must be a positive integer"),
     ("validation_fraction", 1.0, "validation_fraction must be in"),
@@ -76,3 +76,11 @@ def test_replace_rejects_unknown_fields_and_lists_the_known_ones():
   with pytest.raises(ValueError, match=r"unknown config field\(s\) \['lr'\].*known: name, title"):
     _config(lr=0.1)
   assert _config(**{"model.hidden_sizes": (5,)}).model_kwargs == {"hidden_sizes": (5,)}
+
+
+def test_a_training_subset_enters_the_fingerprint_only_when_set():
+  base = ExperimentConfig(name="a", title="a", dataset="cifar10", model="mlp")
+  assert "train_subset" not in config_module._marked(base, "fingerprint")
+  assert fingerprint(base.replace(train_subset=100)) != fingerprint(base)
+  assert fingerprint(base.replace(devices=4)) == fingerprint(base)  # same numbers
+  assert compile_key(base.replace(devices=4)) != compile_key(base)

@@ -212,8 +212,39 @@ def test_shift_augmentation_with_cosine_schedule_resumes_exactly(splits, tmp_pat
                                   on_epoch_end=_stop_after_first_epoch)
   resumed = experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False)
   assert _curves(resumed) == _curves(whole)
-  with pytest.raises(ValueError, match="crop_flip"):
-    config.replace(augment="crop_flip")
+  with pytest.raises(ValueError, match="cutout"):
+    config.replace(augment="cutout")
+
+
+def test_crop_flip_augmentation_resumes_exactly(splits, tmp_path):
+  config = _config(augment="crop_flip", lr_schedule="cosine", epochs=2)
+
+  def stop_after_first_epoch(index, epoch, record):
+    if epoch == 1:
+      raise _Interrupt
+  whole = experiment.train_and_evaluate(config, tmp_path / "whole", splits=splits, plot=False)
+  with pytest.raises(_Interrupt):
+    experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False,
+                                  on_epoch_end=stop_after_first_epoch)
+  resumed = experiment.train_and_evaluate(config, tmp_path / "resumed", splits=splits, plot=False)
+  assert _curves(resumed) == _curves(whole)
+  plain = experiment.train_and_evaluate(config.replace(augment=None), tmp_path / "plain",
+                                        splits=splits, plot=False)
+  assert _curves(whole) != _curves(plain)
+
+
+def test_a_list_of_points_and_a_point_also_tested_beside_the_selected_one(splits, tmp_path):
+  config = _config(epochs=1, grid=[{}, {"learning_rate": 0.0, "model.dropout_rate": 0.0}],
+                   also_test=(1,))
+  results = experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
+  assert [point["label"] for point in results["grid"]] == [
+      "(single point)", "learning_rate=0.0, model.dropout_rate=0.0"]
+  assert results["selected"]["index"] == 0  # lr 0 does not learn
+  assert "test_accuracy" not in results["grid"][0] and results["grid"][1]["test_accuracy"] < 0.5
+  assert results["top1_error"] == pytest.approx(1 - results["test_accuracy"], abs=1e-6)
+  assert 0.0 <= results["top5_error"] <= results["top1_error"]
+  assert results["top5_error"] == 0.0  # 5 classes: the true one is always in the top 5
+  assert results["platform"]["device_count"] == 1 and "notes" not in results["data"]
 
 
 def test_a_diverging_grid_point_is_recorded_and_the_others_are_selected(splits, tmp_path):

@@ -31,7 +31,8 @@ def test_model_registry_and_weight_scale():
   kernel = params["Dense_0"]["kernel"]
   assert kernel.shape == (784, 64) and 0.5e-3 < float(kernel.std()) < 1.5e-3
   assert float(jnp.abs(params["Dense_0"]["bias"]).max()) == 0.0
-  with pytest.raises(ValueError, match="unknown model 'nope'; known: linear, mlp, cnn, cnn_bn"):
+  with pytest.raises(ValueError, match="unknown model 'nope'; known: linear, mlp, cnn, cnn_bn, cifar_handout, "
+                                       "cifar_improved, vgg11"):
     models.create_model("nope", num_outputs=10)
   with pytest.raises(ValueError, match="bad keyword for model 'mlp'"):
     models.create_model("mlp", num_outputs=10, width=3)
@@ -40,9 +41,34 @@ def test_model_registry_and_weight_scale():
 @pytest.mark.parametrize("name", list(models.MODELS))
 def test_every_model_gives_one_score_per_output(name):
   model = models.create_model(name, num_outputs=3)
-  x = jnp.zeros((2, 28, 28, 1))
+  x = jnp.zeros((2, 32, 32, 3) if name in ("cifar_handout", "cifar_improved", "vgg11")
+                else (2, 28, 28, 1))
   variables = model.init({"params": init_key(0), "dropout": init_key(1)}, x, train=False)
   assert model.apply(variables, x, train=False).shape == (2, 3)
   single = models.create_model(name, num_outputs=1)
   variables = single.init({"params": init_key(0), "dropout": init_key(1)}, x, train=False)
   assert single.apply(variables, x, train=False).shape == (2,)
+
+
+def _layers(params, prefix):
+  names = sorted((k for k in params if k.startswith(prefix)), key=lambda k: int(k.split("_")[1]))
+  return [params[k]["kernel"].shape for k in names]
+
+
+def test_the_cifar_handout_network_has_the_handout_layers():
+  model = models.create_model("cifar_handout", num_outputs=10)
+  variables = model.init({"params": init_key(0)}, jnp.zeros((1, 32, 32, 3)), train=False)
+  kernels = _layers(variables["params"], "Conv")
+  assert [shape[-1] for shape in kernels] == [8, 16, 32, 32, 64, 64, 64, 64]
+  assert all(shape[:2] == (3, 3) for shape in kernels)
+  dense = _layers(variables["params"], "Dense")
+  assert dense == [(64, 64), (64, 10)]
+  assert "batch_stats" not in variables  # no batch norm unless asked
+  improved = models.create_model("cifar_improved", num_outputs=10, batch_norm=True)
+  variables = improved.init({"params": init_key(0)}, jnp.zeros((1, 32, 32, 3)), train=False)
+  kernels = [shape[-1] for shape in _layers(variables["params"], "Conv")]
+  assert kernels == [32, 64, 128, 128, 256, 256, 256, 256] and "batch_stats" in variables
+  vgg = models.create_model("vgg11", num_outputs=10)
+  variables = vgg.init({"params": init_key(0)}, jnp.zeros((1, 32, 32, 3)), train=False)
+  kernels = [shape[-1] for shape in _layers(variables["params"], "Conv")]
+  assert kernels == [64, 128, 256, 256, 512, 512, 512, 512]
