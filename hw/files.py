@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import pathlib
 import sys
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
+
+import numpy as np
 
 LOCK_FILE = ".hw.lock"
 
@@ -37,6 +40,24 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> int:
   for tmp in stale:
     tmp.unlink(missing_ok=True)
   return len(stale)
+
+
+def as_json_value(value: Any) -> Any:
+  """NumPy/JAX scalars and arrays to plain Python; non-finite floats to None."""
+  if isinstance(value, dict):
+    return {str(k): as_json_value(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [as_json_value(v) for v in value]
+  if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+    return as_json_value(np.asarray(value).tolist())
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, (int, np.integer)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    value = float(value)
+    return value if math.isfinite(value) else None
+  return value
 
 
 @contextlib.contextmanager

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
+from hw.files import as_json_value
+
 STUDY_VERSION = 1  # bump when a change alters what studies compute, to rerun finished ones
 
 
@@ -37,8 +39,9 @@ def finished(results: dict[str, Any], study: Study) -> bool:
 
 
 def stamp(results: dict[str, Any], study: Study) -> dict[str, Any]:
-  """The results with what :func:`finished` checks, and the study's description."""
-  return {**results, "name": study.name, "title": study.title, "status": "complete",
+  """The results as plain JSON values, with what :func:`finished` checks and the study's
+  description."""
+  return {**as_json_value(results), "name": study.name, "title": study.title, "status": "complete",
           "profile": study.profile, "study_version": STUDY_VERSION,
           "reported": list(study.reported), "target": study.target}
 

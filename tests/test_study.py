@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import types
 
+import numpy as np
+
 from experiments import registry
 from hw import reproduce
 from hw.study import Study
@@ -35,12 +37,14 @@ def test_a_study_runs_writes_json_and_its_report_section(tmp_path):
     calls.append(profile)
     _figure(workdir, "toy.png")
     return {"summary": ["The toy study measured **42**."], "figures": ["toy.png"],
-            "meets_target": True, "headline": "42"}
+            "meets_target": True, "headline": "42",
+            "curve": np.arange(3.0), "best": np.float32(0.5), "gap": float("nan")}
   study = Study(name="toy", title="Toy study", run=run, reported=("41",))
   argv = ["--only", "toy", "--results-dir", str(tmp_path)]
   assert reproduce.main(argv, catalog=_catalog(study)) == 0
   saved = json.loads((tmp_path / "toy.json").read_text())
   assert saved["status"] == "complete" and saved["reported"] == ["41"]
+  assert saved["curve"] == [0.0, 1.0, 2.0] and saved["best"] == 0.5 and saved["gap"] is None
   report = (tmp_path / "REPORT.md").read_text()
   assert "The toy study measured **42**." in report and "![toy: toy.png](toy.png)" in report
   assert "| Toy | 41 | 42 |" in report

@@ -2,30 +2,12 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
-from typing import Any
 
 import numpy as np
 
-
-def as_json_value(value: Any) -> Any:
-  """NumPy/JAX scalars and arrays to plain Python; non-finite floats to None."""
-  if isinstance(value, dict):
-    return {str(k): as_json_value(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [as_json_value(v) for v in value]
-  if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-    return as_json_value(np.asarray(value).tolist())
-  if isinstance(value, (bool, np.bool_)):
-    return bool(value)
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  return value
+from hw.files import as_json_value
 
 
 def write_json(workdir: os.PathLike, name: str, results: dict) -> pathlib.Path:
