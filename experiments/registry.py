@@ -6,7 +6,7 @@ import re
 
 from hw.config import ExperimentConfig
 
-EXPERIMENTS = ("q2_3", "q2_4", "q3_3", "q3_4", "q4_3", "q4_4", "q5_3", "q5_4")
+EXPERIMENTS = ("q2_3", "q2_4", "q3_3", "q3_4", "q4_3", "q4_4", "q5_3", "q5_4", "ucl")
 PROFILES = ("quick", "full")
 MNIST_NORMALIZE = (0.1307, 0.3081)  # mean and std of the MNIST training pixels in [0, 1]
 BINARY_TASK_NOTE = (
