@@ -8,7 +8,7 @@ from hw.config import ExperimentConfig
 from hw.study import Study
 
 EXPERIMENTS = ("q2_3", "q2_4", "q3_3", "q3_4", "q4_3", "q4_4", "q5_3", "q5_4", "q6_1", "q6_2",
-               "vgg11", "optimizers", "prox", "tsne", "equivariance", "q7")
+               "vgg11", "ucl", "optimizers", "prox", "tsne", "equivariance", "q7")
 PROFILES = ("quick", "full")
 MNIST_NORMALIZE = (0.1307, 0.3081)  # mean and std of the MNIST training pixels in [0, 1]
 CIFAR_NORMALIZE = (0.5, 0.5)  # the handout's: (x − 0.5) / 0.5 for pixels in [0, 1]
