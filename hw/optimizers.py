@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import optax
 
+from hw import optim as hw_optim
+
 from hw.registry import Registry
 
 
@@ -42,6 +44,21 @@ OPTIMIZERS.register("rmsprop",
                               (("decay", "rmsprop_decay"),)),
                     "s ← ρ s + (1 − ρ) g², θ ← θ − η g / (√s + ε)")
 OPTIMIZERS.register("adam", Optimizer(optax.adam), "Adam (β 0.9, 0.999, ε 1e-8)")
+
+# The same five written by hand from their update equations (hw.optim; checked against
+# optax by `hw verify`), selectable by any config.
+OPTIMIZERS.register("hw_sgd", Optimizer(hw_optim.sgd), "hw.optim.sgd: θ ← θ − η g, by hand")
+OPTIMIZERS.register("hw_momentum",
+                    Optimizer(lambda lr, momentum: hw_optim.sgd(lr, momentum=momentum),
+                              (("momentum", "momentum"),)), "hw.optim heavy ball, by hand")
+OPTIMIZERS.register("hw_nesterov",
+                    Optimizer(lambda lr, momentum: hw_optim.sgd(lr, momentum=momentum,
+                                                                nesterov=True),
+                              (("momentum", "momentum"),)), "hw.optim Nesterov, by hand")
+OPTIMIZERS.register("hw_rmsprop",
+                    Optimizer(lambda lr, decay: hw_optim.rmsprop(lr, decay=decay, eps=1e-8),
+                              (("decay", "rmsprop_decay"),)), "hw.optim RMSProp, by hand")
+OPTIMIZERS.register("hw_adam", Optimizer(hw_optim.adam), "hw.optim Adam, by hand")
 
 
 def _exponential(learning_rate, *, config, steps_per_epoch):

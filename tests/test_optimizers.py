@@ -64,3 +64,21 @@ def test_unknown_names_list_the_known_ones():
     _config(lr_schedule="step")
   with pytest.raises(ValueError, match="unknown optimizer optimizer='lbfgs'; known: sgd"):
     _config(optimizer="lbfgs")
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam"])
+@pytest.mark.parametrize("schedule", list(optimizers.SCHEDULES))
+def test_hand_written_optimizers_give_optax_updates_in_the_engine(name, schedule):
+  """hw_<name> (hw.optim) against <name> (optax), both as the engine builds them (injected
+  learning rate, schedule), float32, over a few steps."""
+  config = _config(optimizer=name, lr_schedule=schedule, lr_decay=0.7)
+  ours = optimizers.make_optimizer(config.replace(optimizer=f"hw_{name}"), 2)
+  theirs = optimizers.make_optimizer(config, 2)
+  params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+  states = ours.init(params), theirs.init(params)
+  for step in range(6):
+    grads = jax.tree_util.tree_map(lambda p: jnp.cos(p * (step + 1)), params)
+    u_ours, s_ours = ours.update(grads, states[0], params)
+    u_theirs, s_theirs = theirs.update(grads, states[1], params)
+    chex.assert_trees_all_close(u_ours, u_theirs, rtol=5e-5, atol=1e-9)  # float32 rounding
+    states = s_ours, s_theirs
