@@ -11,7 +11,7 @@ import ast
 import importlib
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 COMMANDS = {
     "verify": "check every hand-written VJP against autodiff and finite differences",
@@ -23,9 +23,10 @@ COMMANDS = {
 }
 
 
-def _usage() -> str:
+def _usage(extra: Mapping[str, tuple[str, Callable]] | None = None) -> str:
   lines = ["usage: hw <command> [options]", "", "commands:"]
-  lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
+  helps = {**COMMANDS, **{name: help_ for name, (help_, _) in (extra or {}).items()}}
+  lines += [f"  {name:<10} {help_}" for name, help_ in helps.items()]
   lines += ["", "Run `hw <command> --help` for a command's options."]
   return "\n".join(lines)
 
@@ -133,14 +134,18 @@ def readme_command(argv: Sequence[str], catalog: Any) -> int:
   return 0
 
 
-def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
+def main(argv: Sequence[str] | None = None, *, catalog: Any = None,
+         extra: Mapping[str, tuple[str, Callable]] | None = None) -> int:
+  """Dispatch ``argv``; ``extra`` maps more command names to (help, main) (the app's own)."""
   argv = list(sys.argv[1:] if argv is None else argv)
   if not argv or argv[0] in ("-h", "--help"):
-    print(_usage())
+    print(_usage(extra))
     return 0
   name, rest = argv[0], argv[1:]
+  if extra and name in extra:
+    return int(extra[name][1](rest) or 0)
   if name not in COMMANDS:
-    print(f"hw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+    print(f"hw: unknown command {name!r}\n\n{_usage(extra)}", file=sys.stderr)
     return 2
   if name in ("verify", "paper"):
     return int(importlib.import_module(f"hw.verification.{name}").main(rest) or 0)

@@ -78,3 +78,10 @@ def test_train_exit_codes_for_bad_data_and_results_folders(tmp_path, capsys):
   assert app.main(["train", "q2.3", "--set", "epochs=1", "--results-dir",
                    str(blocker / "sub")]) == 2
   assert "cannot use --results-dir" in capsys.readouterr().err
+
+
+def test_bench_is_a_command_of_the_console_script(capsys):
+  assert app.main(["--help"]) == 0 and "bench" in capsys.readouterr().out
+  with pytest.raises(SystemExit) as exit_:
+    app.main(["bench", "--help"])
+  assert exit_.value.code == 0 and "benchmarks" in capsys.readouterr().out.lower()
