@@ -266,6 +266,8 @@ def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
            _step_line("hw verify (every hand-written VJP against autodiff and finite differences)",
                       state.get("verify")),
            _step_line("hw paper (worked numbers of the write-ups)", state.get("paper")),
+           *(["\n![worst relative error of each hw verify row](verify_errors.png)"]
+             if (results_dir / "verify_errors.png").exists() else []),
            "", "## Experiments", "",
            *summary_table(results_dir, experiments, state.get("experiments", {}))]
   sections: list[str] = []

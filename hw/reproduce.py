@@ -95,6 +95,10 @@ class _Tee(io.TextIOBase):
       stream.flush()
 
 
+# Extra arguments of a check run by hw reproduce: verify's error chart goes into the report.
+_CHECK_ARGS = {"verify": lambda results_dir: ["--chart", str(results_dir / "verify_errors.png")]}
+
+
 def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
   """Run ``hw.verification.<name>.main([])`` in-process; its output also goes to
   ``results_dir/<name>.log``. Returns the step record {status, exit_code, seconds, message}."""
@@ -106,7 +110,7 @@ def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
     tee = _Tee(sys.stdout, log)
     try:
       with contextlib.redirect_stdout(tee):
-        code = int(module.main([]) or 0)
+        code = int(module.main(_CHECK_ARGS.get(name, lambda d: [])(results_dir)) or 0)
     except KeyboardInterrupt:
       raise
     except SystemExit as error:  # an argparse-style main may exit

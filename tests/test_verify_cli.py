@@ -134,3 +134,9 @@ def test_max_pool_tie_rule_is_enforced():
     return jnp.max(blocks, axis=(2, 4))
   assert check_case(spec, case).passed
   assert not check_case(spec, case, op=split_ties_max_pool).passed
+
+
+def test_chart_of_the_worst_errors(tmp_path):
+  chart = tmp_path / "errors.png"
+  assert verify.main(["--ops", "relu", "--chart", str(chart)]) == 0
+  assert chart.stat().st_size > 5000

@@ -149,6 +149,31 @@ def format_table(reports: Sequence[OpReport]) -> str:
   return "\n".join(lines)
 
 
+def plot_errors(reports: Sequence[OpReport], path: str) -> None:
+  """A log-scale bar per row: its worst relative error against autodiff of the reference,
+  with the tolerance drawn across (an exact 0 is drawn at the axis floor, 1e-18)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  floor = 1e-18
+  values = [max(r.max_rel_err, floor) if math.isfinite(r.max_rel_err) else 1.0 for r in reports]
+  fig, ax = plt.subplots(figsize=(10, 0.22 * len(reports) + 1.2))
+  colors = ["tab:blue" if r.passed else "tab:red" for r in reports]
+  ax.barh(range(len(reports)), values, color=colors, left=floor)
+  ax.axvline(REGISTRY[reports[0].op].tolerance if reports[0].op in REGISTRY else 1e-10,
+             color="k", ls="--", lw=1,
+             label="tolerance")
+  ax.set_xscale("log")
+  ax.set_xlim(floor, 1.0)
+  ax.set_yticks(range(len(reports)), [r.op for r in reports], fontsize=7)
+  ax.invert_yaxis()
+  ax.set_xlabel("worst relative error of the hand-written VJP vs autodiff (float64; 0 drawn at 1e-18)")
+  ax.legend(loc="lower right", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="hw verify", description=__doc__.splitlines()[0])
   parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -158,6 +183,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--seed", type=int, default=0, help="seed of the random cases")
   parser.add_argument("--no-finite-differences", action="store_true",
                       help="skip the finite-difference checks (faster)")
+  parser.add_argument("--chart", default=None, metavar="PNG",
+                      help="also draw each row's worst relative error against the tolerance")
   parser.add_argument("--cases", action="store_true",
                       help="with --json: include every case's numbers")
   parser.add_argument("--module", default=None, metavar="MODULE",
@@ -202,6 +229,8 @@ def main(argv: Sequence[str] | None = None, *,
     optimizers = [] if ops else optim_verify.verify_all(seed=args.seed)
   elapsed = time.perf_counter() - start
   passed = all(r.passed for r in reports) and all(c.passed for c in optimizers)
+  if args.chart and reports:
+    plot_errors(reports, args.chart)
   if args.json:
     print(json.dumps({
         "passed": passed, "seconds": round(elapsed, 2),
