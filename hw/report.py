@@ -197,7 +197,8 @@ def _summary_row(name: str, results: Mapping[str, Any] | None,
     reported = ", ".join(status.get("reported", [])) or "—"
     return (f"| {label} | {reported} | — | {_percent(status.get('target'))} | "
             f"{status.get('status', 'not run')} | — | — |")
-  question, reported = results["title"].split(" ")[0], ", ".join(results.get("reported") or [])
+  question = results["title"].split(" ")[0].rstrip(":")
+  reported = ", ".join(results.get("reported") or [])
   if "study_version" in results:
     met = {True: "PASS", False: "SHORT", None: "no target"}[results["meets_target"]]
     return (f"| {question} | {reported or '—'} | {results.get('headline', 'see below')} | "
