@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import importlib
-import pkgutil
 from pathlib import Path
 
 import jax
@@ -26,6 +25,7 @@ import pytest
 from jax.extend import core as jex_core
 
 import hw.ops
+from hw.testing.mutation import custom_vjps
 import hw.tsne
 from hw.ops import convolution
 from hw.verification.checks import bind_case
@@ -138,13 +138,7 @@ def test_custom_vjp_detector_rejects_plain_jax():
 # --- runtime: backward rules run with autodiff disabled --------------------------------------
 
 def _custom_vjp_objects():
-  found = {}
-  for info in pkgutil.iter_modules(hw.ops.__path__):
-    module = importlib.import_module(f"hw.ops.{info.name}")
-    for attr, value in vars(module).items():
-      if isinstance(value, jax.custom_vjp):
-        found[f"{info.name}.{attr}"] = value
-  return found
+  return custom_vjps("hw.ops")
 
 
 class _AutodiffCalled(AssertionError):

@@ -10,9 +10,7 @@ catches a backward rule perturbed anywhere.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 import zlib
 
 import jax
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 
 import hw.ops
+from hw.testing.mutation import custom_vjps
 import hw.tsne
 from hw.ops import convolution, pooling
 from hw.verification.checks import bind_case, check_case, fast_compilation
@@ -159,13 +158,7 @@ def test_perturbed_conv_helper_fails_the_rows_of_its_path(part, algorithm, monke
 
 
 def _custom_vjp_objects():
-  found = {}
-  for info in pkgutil.iter_modules(hw.ops.__path__):
-    module = importlib.import_module(f"hw.ops.{info.name}")
-    for attr, value in vars(module).items():
-      if isinstance(value, jax.custom_vjp):
-        found[f"{info.name}.{attr}"] = value
-  return found
+  return custom_vjps("hw.ops")
 
 
 def _perturb_bwd(monkeypatch, fn):
