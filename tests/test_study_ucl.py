@@ -120,9 +120,7 @@ def test_a_shorter_run_is_the_prefix_of_a_longer_one(tiny):
 
 
 def test_divergence_is_recorded_and_a_group_of_nan_runs_stops(tiny):
-  images = np.asarray(tiny.train_images) * 1e6  # a step this large overflows at once
-  data = ucl.StudyData.from_arrays(images, tiny.train_labels, tiny.test_images, tiny.test_labels,
-                                   fraction=0.2, subset_seed=0)
+  # softmax cross-entropy's gradient is bounded, so only a huge step overflows float32
   curve = ucl.train_members(1, [ucl.Member(1e37, 0, "sum")], 3, tiny, batch_size=100,
                             eval_every=100)[0]
   assert curve["diverged_at"] is not None and curve["diverged_at"] <= 400
@@ -270,7 +268,7 @@ def test_the_full_table(tmp_path, hw_data_dir):
   assert results["scores"][results["better_reduction"]]["reproduced"] >= MEASURED_FULL_REPRODUCED
 
 
-# What the full profile measured (seeds 0-2, both reductions) on the 2-core CPU; the slow
-# test holds the study to it.
-MEASURED_FULL_REPRODUCED = 0
-MEASURED_FULL_MEETS_TARGET = None
+# What the full profile measured (seeds 0-2, both reductions) on the 2-core CPU: `mean`
+# reproduces 7 of 12 cells, short of the target of 10; the slow test holds the study to it.
+MEASURED_FULL_REPRODUCED = 7
+MEASURED_FULL_MEETS_TARGET = False

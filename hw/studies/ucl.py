@@ -13,13 +13,15 @@ by the batch size, so both are run and compared with the reported table.
 
 Speed (small nets at batch 100 are overhead-bound on a CPU):
 
-- runs of one model with the same number of epochs are trained together as "members" of
-  one compiled program, each with its own learning rate, seed and reduction. The MLPs
-  (models 1-3) are ``jax.vmap``-ed over the members of each reduction inside a jitted
+- runs of one model with the same number of epochs and the same reduction form a group,
+  trained together as "members" of one compiled program, each with its own learning rate
+  and seed. The MLPs (models 1-3) are ``jax.vmap``-ed over the members inside a jitted
   ``lax.scan`` over the steps between two evaluations. The conv net (model 4) is not:
   ``vmap`` turns its convolutions into grouped convolutions, about 7× slower per member
   on XLA:CPU, and XLA:CPU runs convolutions 2-3× slower inside a ``scan``'s while loop,
   so model 4 makes one jitted call per step, computing every member in that call.
+- ``UclConfig.workers`` (2) Python threads train groups concurrently, longest first (a
+  group's result does not depend on what runs beside it).
 - a run is a pure function of (model, learning rate, seed, reduction): its first E epochs
   do not depend on how many follow. So a setting whose (model, learning rate) another
   setting repeats with more epochs is read off the longer run at epoch E (model 3
@@ -773,11 +775,13 @@ def summarize(cells: Sequence[dict[str, Any]], timing: dict[str, Any], config: U
     mixed = [m for m, r in per_model_best.items()
              if scores[r]["per_model"][m] > scores[best]["per_model"][m]]
     if mixed:
+      mixed_total = sum(scores[r]["per_model"][m] for m, r in per_model_best.items())
       lines.append(
           "Per model the other reduction does better for "
           + ", ".join(f"model {m} (`{per_model_best[m]}`: {scores[per_model_best[m]]['per_model'][m]}/3 "
                       f"vs {scores[best]['per_model'][m]}/3)" for m in mixed)
-          + ": the reported table is not consistent with one reduction throughout.")
+          + ": the reported table is not consistent with one reduction throughout; with each "
+          f"model's better reduction {mixed_total} of 12 cells reproduce.")
   else:
     lines.append(f"(This profile runs only `{best}`; {config.notes})" if config.notes else "")
   failing = [c for c in by[best] if not c["reproduces"]]
@@ -807,6 +811,13 @@ def summarize(cells: Sequence[dict[str, Any]], timing: dict[str, Any], config: U
   for r in config.reductions:
     parts = [f"{label}: {', '.join(names)}" for label, names in sorted(fits[r].items())]
     lines.append(f"- `{r}`: " + "; ".join(parts) + ".")
+  if not any(c["fit"]["overfit"] for c in by[best]):
+    widest = max(by[best], key=lambda c: c["fit"]["final_gap"])
+    lines.append(f"\nNo `{best}` run overfits by this rule: the widest final train − test gap is "
+                 f"{100 * widest['fit']['final_gap']:.2f} points (M{widest['model']}"
+                 f"S{widest['setting']}), and the test accuracy ends at most "
+                 f"{100 * max(c['fit']['test_drop_from_best'] for c in by[best]):.2f} points below "
+                 "its best.")
   lines += ["", "Per cell with the better reduction (gain over the last epoch, final gap):", "",
             "| cell | fit | train gain, last epoch | test gain, last epoch | train − test | "
             "test below best |", "|---|---|---|---|---|---|"]
