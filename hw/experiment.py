@@ -201,7 +201,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     if index in config.also_test:  # reported beside the selected one, not used to select
       test = to_device(splits.test, normalize, pad)
       grid[-1]["test_accuracy"] = core.evaluate(state, programs, test)[1]
-      grid[-1].update(top_k_errors(state, programs, test, splits.num_classes))
+      grid[-1].update(top_k_errors(state, programs, test))
     if select(grid) == index:
       best_run = (state, programs)  # keep only the current best model in memory
   best = select(grid)
@@ -211,7 +211,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   state, programs = best_run
   test = to_device(splits.test, normalize, pad)
   test_loss, test_accuracy = core.evaluate(state, programs, test)
-  errors = top_k_errors(state, programs, test, splits.num_classes)
+  errors = top_k_errors(state, programs, test)
   results = results_record(config, splits, grid, best, test_loss, test_accuracy,
                            wall=time.perf_counter() - began, stepping=stepping,
                            device_count=device_count)
@@ -230,15 +230,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   return results
 
 
-TOP_K = (1, 5)
-
-
-def top_k_errors(state: core.TrainState, programs: core.Programs, split: DeviceSplit,
-                 num_classes: int) -> dict[str, float]:
-  """``{"top1_error": …, "top5_error": …}`` of the model on ``split`` (empty with fewer
-  than 5 classes), via :func:`hw.metrics.top_k_error`."""
-  if num_classes < max(TOP_K):
-    return {}
+def top_k_errors(state: core.TrainState, programs: core.Programs,
+                 split: DeviceSplit) -> dict[str, float]:
+  """``{"top1_error": …, "top5_error": …}`` of the model on ``split``, via
+  :func:`hw.metrics.top_k_error`: each k of :data:`hw.metrics.TOP_K` up to the number of
+  classes (a binary classifier's one score s counts as the scores (0, s): top-1 only)."""
   split = core.place(programs, split)
   variables = programs.place(state.variables())
   batch = min(1000, split.images.shape[0])
@@ -248,7 +244,11 @@ def top_k_errors(state: core.TrainState, programs: core.Programs, split: DeviceS
     scores.append(np.asarray(apply(variables, split.images[start:start + batch])))
   scores = np.concatenate(scores)[:split.size]
   labels = np.asarray(split.labels)[:split.size]
-  return {f"top{k}_error": float(metrics.top_k_error(scores, labels, k)) for k in TOP_K}
+  if scores.ndim == 1:  # one score s per sample, class 1 when s > 0: scores (0, s)
+    scores = np.stack([np.zeros_like(scores), scores], axis=1)
+    labels = (labels > 0).astype(np.int32)
+  return {f"top{k}_error": float(metrics.top_k_error(scores, labels, k))
+          for k in metrics.TOP_K if k <= scores.shape[1]}
 
 
 def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,
@@ -287,7 +287,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
   epoch, learning_rate, train_loss, train_accuracy, val_loss, val_accuracy, seconds],
   checkpoint), selected {index, params, label, val_accuracy}, test_accuracy, test_loss,
   target, reported, meets_target (None without a target or on stand-in data), top1_error
-  and top5_error (of the selected model on test, with ≥ 5 classes; grid points listed in
+  and top5_error (of the selected model on test; top-5 only with ≥ 5 classes; grid points listed in
   ``config.also_test`` carry their own test_accuracy and errors), seeds (with
   ``repeat_seeds``: {seeds, test_accuracy per seed, mean, std, min, max}), train_seconds (sum over all points and epochs, across
   resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+TOP_K = (1, 5)  # the k of every top-k error the reports give
+
 
 def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
   """Fraction of samples whose true label is not among the k highest scores.

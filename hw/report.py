@@ -70,8 +70,8 @@ def _lossy(results: Mapping[str, Any]) -> str:
 def _extra_test_lines(results: Mapping[str, Any]) -> list[str]:
   lines = [f"Note: {note}." for note in results.get("data", {}).get("notes", [])]
   if "top1_error" in results:
-    lines.append(f"Selected model on test: top-1 error {_percent(results['top1_error'])}, "
-                 f"top-5 error {_percent(results['top5_error'])}{_lossy(results)}.")
+    lines.append(f"Selected model on test: top-1 / top-5 error {_top_k_cell(results)}"
+                 f"{_lossy(results)}.")
   for point in results["grid"]:
     if (point.get("test_accuracy") is not None
         and point["index"] != results["selected"]["index"]):
@@ -116,6 +116,7 @@ def _study_section(name: str, results: Mapping[str, Any],
   if status.get("status") not in (None, "complete"):
     lines += [f"> Latest attempt: **{status['status']}** — {status.get('message', '')}", ""]
   lines += [str(line) for line in results["summary"]]
+  lines += _classifier_errors(results)
   lines += [""] + [f"![{name}: {figure}]({figure})" for figure in results["figures"]]
   return lines + ["", f"Time: {results['wall_time_s']:.1f} s (profile `{results['profile']}`).", ""]
 
@@ -195,14 +196,15 @@ def _summary_row(name: str, results: Mapping[str, Any] | None,
   if results is None:
     label = status.get("title", name).split(" ")[0]
     reported = ", ".join(status.get("reported", [])) or "—"
-    return (f"| {label} | {reported} | — | {_percent(status.get('target'))} | "
+    return (f"| {label} | {reported} | — | — | {_percent(status.get('target'))} | "
             f"{status.get('status', 'not run')} | — | — |")
   question = results["title"].split(" ")[0].rstrip(":")
   reported = ", ".join(results.get("reported") or [])
   if "study_version" in results:
     met = {True: "PASS", False: "SHORT", None: "no target"}[results["meets_target"]]
     return (f"| {question} | {reported or '—'} | {results.get('headline', 'see below')} | "
-            f"{_percent(results.get('target'))} | {met} | — | {results['wall_time_s']:.0f} s |")
+            f"{_top_k_cell(results)} | {_percent(results.get('target'))} | {met} | — | "
+            f"{results['wall_time_s']:.0f} s |")
   ours = _percent(results["test_accuracy"]) + _lossy(results)
   for point in results["grid"]:
     if (point.get("test_accuracy") is not None
@@ -210,17 +212,45 @@ def _summary_row(name: str, results: Mapping[str, Any] | None,
       ours += f"; {point['label']}: {_percent(point['test_accuracy'])}"
   if results.get("seeds"):
     ours += f" (mean of {len(results['seeds']['seeds'])} seeds {_percent(results['seeds']['mean'])})"
-  return (f"| {question} | {reported or '—'} | {ours} | {_percent(results.get('target'))} | "
-          f"{verdict(results)} | {results['selected']['label']} | "
+  return (f"| {question} | {reported or '—'} | {ours} | {_top_k_cell(results)} | "
+          f"{_percent(results.get('target'))} | {verdict(results)} | {results['selected']['label']} | "
           f"{results['train_seconds']:.0f} s |")
+
+
+def _classifier_errors(results: Mapping[str, Any]) -> list[str]:
+  """A study's table of the top-1 / top-5 test error of each classifier it trained
+  (``results["top_k"]``: {classifier: {"top1_error", "top5_error"}})."""
+  if not results.get("top_k"):
+    return []
+  return ["", "Top-1 / top-5 test error of each classifier:", "",
+          "| classifier | top-1 error | top-5 error |", "|---|---|---|",
+          *(f"| {name} | {_percent(errors.get('top1_error'))} | "
+            f"{_percent(errors.get('top5_error'))} |"
+            for name, errors in results["top_k"].items())]
+
+
+def _top_k_cell(results: Mapping[str, Any]) -> str:
+  """"top-1 / top-5" test error of the selected model (a study: of its one classifier, or a
+  pointer to its section's table); top-5 is "n/a" with fewer than 5 classes."""
+  errors = results
+  if results.get("top_k"):
+    if len(results["top_k"]) > 1:
+      return f"{len(results['top_k'])} classifiers: see its section"
+    (errors,) = results["top_k"].values()
+  if "top1_error" not in errors:
+    return "—"
+  top5 = errors.get("top5_error")
+  classes = results.get("data", {}).get("num_classes")
+  fewer = f"n/a ({classes} classes)" if classes else "n/a (< 5 classes)"
+  return f"{_percent(errors['top1_error'])} / {_percent(top5) if top5 is not None else fewer}"
 
 
 def summary_table(results_dir: str | os.PathLike, experiments: Sequence[str],
                   statuses: Mapping[str, Any] | None = None) -> list[str]:
   """The one-row-per-experiment Markdown table of REPORT.md (and of the README)."""
   results_dir = pathlib.Path(results_dir)
-  lines = ["| question | reported | ours (test) | target | verdict | selected on validation | "
-           "train time |", "|---|---|---|---|---|---|---|"]
+  lines = ["| question | reported | ours (test) | top-1 / top-5 error | target | verdict | "
+           "selected on validation | train time |", "|---|---|---|---|---|---|---|---|"]
   for name in experiments:
     path = results_dir / f"{name}.json"
     results = json.loads(path.read_text()) if path.exists() else None

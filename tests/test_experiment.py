@@ -177,6 +177,9 @@ def test_binary_scores_with_hinge_loss(tmp_path):
                    learning_rate=0.5, epochs=10)
   results = experiment.train_and_evaluate(config, tmp_path, splits=data, plot=False)
   assert results["test_accuracy"] > 0.85
+  # one score per sample: top-1 only, and it is the error of the sign rule
+  assert results["top1_error"] == pytest.approx(1 - results["test_accuracy"], abs=1e-6)
+  assert "top5_error" not in results
 
 
 @pytest.mark.real_data

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import hw.ops
-from hw.metrics import top_k_error
 from hw.verification import paper
 
 
@@ -121,19 +120,3 @@ def test_a_wrong_reported_number_is_flagged():
   line = paper.Line("C 1-D conv", "w after SGD", [1.56, 0.28, 3.0], [1.56, 0.28, 2.0],
                     [1.56, 0.28, 2.0])
   assert line.verdict == "WRONG in the write-up" and line.library_ok
-
-
-def test_top_k_error():
-  scores = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
-  labels = np.array([1, 1, 0, 1])
-  assert float(top_k_error(scores, labels, 1)) == pytest.approx(0.75)
-  assert float(top_k_error(scores, labels, 2)) == pytest.approx(0.5)
-  assert float(top_k_error(scores, labels, 3)) == 0.0
-  # top-1 error equals the argmax error rate
-  rng = np.random.default_rng(1)
-  s, y = rng.standard_normal((50, 7)), rng.integers(0, 7, 50)
-  assert float(top_k_error(s, y, 1)) == pytest.approx(np.mean(s.argmax(1) != y))
-  with pytest.raises(ValueError, match="`k`"):
-    top_k_error(scores, labels, 4)
-  with pytest.raises(ValueError, match="`labels`"):
-    top_k_error(scores, labels[:2], 1)

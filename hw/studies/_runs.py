@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from hw import metrics
 from hw import train as core
 from hw.config import ExperimentConfig
 from hw.splits import Split, to_device
@@ -76,6 +77,16 @@ class Trained:
 
   def correct(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.argmax(self.predict(images), axis=-1) == np.asarray(labels)
+
+  def top_k_errors(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """``{"top1_error", "top5_error"}`` of the model on (images, labels)."""
+    return top_k_errors(self.predict(images), labels)
+
+
+def top_k_errors(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """``{"top1_error": …, "top5_error": …}`` of (N, K) ``scores`` (:func:`hw.metrics.top_k_error`)."""
+  return {f"top{k}_error": float(metrics.top_k_error(scores, np.asarray(labels), k))
+          for k in metrics.TOP_K}
 
 
 def parameter_count(params: Any) -> int:

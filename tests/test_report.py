@@ -1,0 +1,29 @@
+"""hw.report: the summary table's top-1 / top-5 column."""
+from __future__ import annotations
+
+from hw import report
+
+
+def test_top_k_cell_of_a_ten_class_result():
+  results = {"top1_error": 0.0733, "top5_error": 0.0043, "data": {"num_classes": 10}}
+  assert report._top_k_cell(results) == "7.33% / 0.43%"
+
+
+def test_top_k_cell_of_a_binary_classifier_says_why_there_is_no_top_5():
+  assert report._top_k_cell({"top1_error": 0.068, "data": {"num_classes": 2}}) == \
+      "6.80% / n/a (2 classes)"
+
+
+def test_a_study_lists_the_errors_of_each_classifier():
+  one = {"top_k": {"cnn": {"top1_error": 0.04, "top5_error": 0.001}}, "study_version": 1}
+  assert report._top_k_cell(one) == "4.00% / 0.10%"
+  two = {"top_k": {"cnn": {"top1_error": 0.04, "top5_error": 0.001},
+                   "mlp": {"top1_error": 0.5, "top5_error": 0.2}}, "study_version": 1}
+  assert report._top_k_cell(two) == "2 classifiers: see its section"
+  assert report._classifier_errors(two)[-2:] == ["| cnn | 4.00% | 0.10% |",
+                                                 "| mlp | 50.00% | 20.00% |"]
+  assert report._classifier_errors({"study_version": 1}) == []
+
+
+def test_top_k_cell_without_errors_is_a_dash():
+  assert report._top_k_cell({"test_accuracy": 0.9}) == "—"
