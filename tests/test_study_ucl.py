@@ -272,3 +272,18 @@ def test_the_full_table(tmp_path, hw_data_dir):
 # reproduces 7 of 12 cells, short of the target of 10; the slow test holds the study to it.
 MEASURED_FULL_REPRODUCED = 7
 MEASURED_FULL_MEETS_TARGET = False
+
+
+@pytest.mark.parametrize("model", [1, 4])
+def test_the_top_5_error_of_every_member_is_a_direct_count(tiny, model):
+  members = [ucl.Member(0.05, 0, "mean"), ucl.Member(0.01, 1, "sum")]
+  curves, params = ucl.train_members(model, members, 1, tiny, batch_size=50, eval_every=200,
+                                     eval_batch_size=40, return_params=True)
+  for curve, member_params in zip(curves, params):
+    scores = np.asarray(ucl.apply(model, member_params, tiny.test_images))
+    labels = np.asarray(tiny.test_labels)
+    kth_best = np.sort(scores, axis=1)[:, -5]
+    misses = scores[np.arange(len(labels)), labels] < kth_best
+    assert curve["test_top5_error"][-1] == pytest.approx(misses.mean(), abs=1e-9)
+    assert curve["test_accuracy"][-1] == pytest.approx(
+        np.mean(scores.argmax(1) == labels), abs=1e-9)

@@ -158,28 +158,36 @@ def _train_program(model: int, reductions: tuple[str, ...]) -> Callable:
 
 @functools.lru_cache(maxsize=8)
 def _eval_program(model: int) -> Callable:
-  """jitted (params [M, ...], images, labels) -> (correct [M], summed loss [M])."""
+  """jitted (params [M, ...], images, labels) -> (correct [M], summed loss [M], top-5 hits [M]).
+
+  A top-5 hit: fewer than 5 classes score strictly higher than the true one (as
+  :func:`hw.metrics.top_k_error` counts)."""
   def one(params, images, labels):
     logits = apply(model, params, images)
     correct = jnp.sum(jnp.argmax(logits, axis=-1) == labels)
-    return correct, ops.softmax_cross_entropy(logits, labels, reduction="sum")
+    true = jnp.take_along_axis(logits, labels[:, None], axis=1)
+    top5 = jnp.sum(jnp.sum(logits > true, axis=1) < 5)
+    return correct, ops.softmax_cross_entropy(logits, labels, reduction="sum"), top5
 
   def program(params, images, labels):
     if scanned(model):
       return jax.vmap(one, in_axes=(0, None, None))(params, images, labels)
     count = jax.tree.leaves(params)[0].shape[0]
     parts = [one(_take(params, m), images, labels) for m in range(count)]
-    return jnp.stack([p[0] for p in parts]), jnp.stack([p[1] for p in parts])
+    return tuple(jnp.stack([p[i] for p in parts]) for i in range(3))
   return _jit(program)
 
 
 def evaluate(model: int, params, images: jax.Array, labels: jax.Array,
-             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """(accuracy [M], mean cross-entropy [M]) of every member on (images, labels)."""
+             batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(accuracy [M], mean cross-entropy [M], top-5 error [M]) of every member on
+  (images, labels)."""
   program = _eval_program(model)
-  correct, total = 0, 0.0
+  correct, total, top5 = 0, 0.0, 0
   for start in range(0, labels.shape[0], batch_size):
-    c, t = program(params, images[start:start + batch_size], labels[start:start + batch_size])
-    correct, total = correct + c, total + t
+    c, t, h = program(params, images[start:start + batch_size],
+                      labels[start:start + batch_size])
+    correct, total, top5 = correct + c, total + t, top5 + h
   n = labels.shape[0]
-  return (np.asarray(correct, np.float64) / n, np.asarray(total, np.float64) / n)
+  return (np.asarray(correct, np.float64) / n, np.asarray(total, np.float64) / n,
+          1 - np.asarray(top5, np.float64) / n)

@@ -53,6 +53,9 @@ def run(workdir, *, profile: str, data_dir: str | None, config: UclConfig | None
       "summary": summary["summary"], "figures": figures, "meets_target": summary["meets_target"],
       "headline": summary["headline"], "cells": cells, "scores": summary["scores"],
       "better_reduction": summary["better_reduction"], "fit_lists": summary["fit_lists"],
+      "top_k": {f"model {c['model']}, setting {c['setting']}, `{c['reduction']}` (median over "
+                f"seeds)": {"top1_error": c["top1_error"], "top5_error": c["top5_error"]}
+                for c in cells},
       "timing": timing,
       "config": {**{k: v for k, v in dataclasses.asdict(config).items() if k != "settings"},
                  "settings": [s._asdict() for s in config.settings]},

@@ -96,7 +96,8 @@ def run_table(config: UclConfig, data: StudyData, *,
         curve = runs[(s.model, s.learning_rate, seed, reduction)]
         keep = _at_or_before(curve["samples"], end) + 1
         cut = {key: curve[key][:keep] for key in
-               ("samples", "train_accuracy", "test_accuracy", "test_loss", "train_loss")}
+               ("samples", "train_accuracy", "test_accuracy", "test_loss", "test_top5_error",
+                "train_loss")}
         within = lambda at: at if at is not None and at <= end else None  # noqa: E731
         seeds.append({"seed": seed, **cut, "diverged_at": within(curve["diverged_at"]),
                       "stopped_at": within(curve["stopped_at"]),
@@ -115,6 +116,8 @@ def run_table(config: UclConfig, data: StudyData, *,
           "model": s.model, "setting": s.setting, "reduction": reduction,
           "epochs": s.epochs, "learning_rate": s.learning_rate, "reported": s.reported,
           "test_accuracy": float(statistics.median(finals)), "seeds": finals,
+          "top1_error": 1 - float(statistics.median(finals)),
+          "top5_error": float(statistics.median(sd["test_top5_error"][-1] for sd in seeds)),
           "seed_numbers": list(config.seeds),
           "train_accuracy": float(statistics.median(sd["train_accuracy"][-1] for sd in seeds)),
           "reproduces": reproduces(s.reported, finals,

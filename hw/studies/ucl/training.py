@@ -86,7 +86,7 @@ def train_members(model: int, members: Sequence[Member], epochs: int, data: Stud
 
   Evaluations: at sample 0, every ``eval_every`` samples, at the end of every epoch in
   ``stops`` and at the end. Each curve: ``samples``, ``train_accuracy`` (on the fixed
-  training subset), ``test_accuracy``, ``test_loss`` (mean cross-entropy),
+  training subset), ``test_accuracy``, ``test_loss`` (mean cross-entropy), ``test_top5_error``,
   ``train_loss`` (mean per-example loss of the batches since the previous point; None at
   0 or when not finite), ``diverged_at`` (the sample count after the first step whose loss
   was not finite, or None), and ``stopped_at`` (None, or the sample count where training
@@ -111,18 +111,19 @@ def train_members(model: int, members: Sequence[Member], epochs: int, data: Stud
   program = _train_program(model, reductions)
   count = len(ordered)
   curves = [{"samples": [], "train_accuracy": [], "test_accuracy": [], "test_loss": [],
-             "train_loss": [], "diverged_at": None, "stopped_at": None} for _ in ordered]
+             "test_top5_error": [], "train_loss": [], "diverged_at": None, "stopped_at": None} for _ in ordered]
 
   def record(step: int, train_loss: np.ndarray | None) -> None:
-    train_acc, _ = evaluate(model, params, data.subset_images, data.subset_labels,
-                            eval_batch_size)
-    test_acc, test_loss = evaluate(model, params, data.test_images, data.test_labels,
-                                   eval_batch_size)
+    train_acc, _, _ = evaluate(model, params, data.subset_images, data.subset_labels,
+                               eval_batch_size)
+    test_acc, test_loss, test_top5 = evaluate(model, params, data.test_images,
+                                              data.test_labels, eval_batch_size)
     for m, curve in enumerate(curves):
       curve["samples"].append(step * batch_size)
       curve["train_accuracy"].append(float(train_acc[m]))
       curve["test_accuracy"].append(float(test_acc[m]))
       curve["test_loss"].append(_finite_or_none([test_loss[m]])[0])
+      curve["test_top5_error"].append(float(test_top5[m]))
       curve["train_loss"].append(None if train_loss is None else
                                  _finite_or_none([train_loss[m]])[0])
 
@@ -131,7 +132,7 @@ def train_members(model: int, members: Sequence[Member], epochs: int, data: Stud
   for bound in bounds:
     if all(c["stopped_at"] is not None for c in curves):
       for curve in curves:  # NaN parameters stay NaN: the evaluation would repeat
-        for key in ("train_accuracy", "test_accuracy", "test_loss"):
+        for key in ("train_accuracy", "test_accuracy", "test_loss", "test_top5_error"):
           curve[key].append(curve[key][-1])
         curve["samples"].append(bound * batch_size)
         curve["train_loss"].append(None)
