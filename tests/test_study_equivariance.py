@@ -114,6 +114,11 @@ def test_the_study_runs_on_tiny_data(tmp_path):
   assert f"{100 * results['random_placement_48']['cnn']:.1f}%" in text
   assert "Why the MLP fails" in text
   assert results["mlp_blind_pixels"]["max_weight_change_never_inked"] == 0.0
+  random_cnn = results["top_k"]["global-pool CNN, 48×48, random placement"]
+  assert random_cnn["top1_error"] == pytest.approx(1 - results["random_placement_48"]["cnn"],
+                                                   abs=1e-6)
+  for errors in results["top_k"].values():
+    assert 0 <= errors["top5_error"] <= errors["top1_error"] <= 1
   json.dumps(results)  # JSON-ready
 
 

@@ -131,6 +131,16 @@ def test_the_study_runs_on_tiny_data(tmp_path):
     assert heading in text
   inverted = results["dropout"]["rules"]["inverted"]["accuracy"]
   assert f"{100 * inverted:.2f}%" in text
+  deep = results["sigmoid_vs_relu"]["relu"]
+  assert deep["top_k"]["top1_error"] == pytest.approx(1 - deep["test_accuracy"], abs=1e-6)
+  assert results["top_k"]["deep MLP, relu"] == deep["top_k"]
+  for entry in results["learning_rate"]["sweep"]:  # a run that diverged has no classifier
+    errors = results["top_k"].get(f"learning-rate sweep: {entry['label']}")
+    assert (errors is None) == (entry["test_accuracy"] is None)
+    if errors is not None:
+      assert errors["top1_error"] == pytest.approx(1 - entry["test_accuracy"], abs=1e-6)
+  for errors in results["top_k"].values():
+    assert 0 <= errors["top5_error"] <= errors["top1_error"] <= 1
   json.dumps(results)
   assert not any(isinstance(v, float) and math.isnan(v) for v in _leaves(results))
 

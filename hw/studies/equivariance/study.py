@@ -146,6 +146,12 @@ def run(workdir: str | os.PathLike, *, profile: str, data_dir: str | os.PathLike
       "mlp_blind_pixels": mlp_blind,
       "equivariance_check": check,
       "models": models_info,
+      "top_k": {
+          "CNN, 28×28 test (unshifted)": cnn.top_k_errors(test.images, test.labels),
+          "MLP, 28×28 test (unshifted)": mlp.top_k_errors(test.images, test.labels),
+          "global-pool CNN, 48×48, random placement": gp_cnn.top_k_errors(random_test,
+                                                                          test.labels),
+          "MLP, 48×48, random placement": wide_mlp.top_k_errors(random_test, test.labels)},
       "data": {"source": mnist.source, "train": len(train.labels),
                "canvas_train": len(canvas_train.labels), "validation": len(validation.labels),
                "test": len(test.labels), "canvas": size},

@@ -99,7 +99,8 @@ def deep_networks(split: _runs.MnistSplits, settings: Settings, profile: str) ->
         "config": _runs.plain_config(config), "parameters": trained.parameter_count(),
         "initial": {"val_loss": initial_loss, "val_accuracy": initial_accuracy},
         "history": trained.history, "probes": hook.records, "train_seconds": trained.seconds,
-        "test_accuracy": trained.accuracy(test.images, test.labels)}
+        "test_accuracy": trained.accuracy(test.images, test.labels),
+        "top_k": trained.top_k_errors(test.images, test.labels)}
   return runs
 
 

@@ -122,4 +122,5 @@ def dropout_network(split: _runs.MnistSplits, settings: Settings, profile: str,
   engine_accuracy = trained.accuracy(test.images, test.labels)
   return {"config": _runs.plain_config(config), "parameters": trained.parameter_count(),
           "history": trained.history, "train_seconds": trained.seconds, "rate": settings.dropout_rate,
-          "rules": rules, "engine_test_accuracy": engine_accuracy}
+          "rules": rules, "engine_test_accuracy": engine_accuracy,
+          "engine_top_k": trained.top_k_errors(test.images, test.labels)}

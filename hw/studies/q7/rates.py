@@ -163,9 +163,10 @@ def learning_rates(split: _runs.MnistSplits, settings: Settings, profile: str) -
     if params is not None and entry.get("diverged_at_step") is None:
       scores = _runs.predict(model, {"params": params}, test.images, MNIST_NORMALIZE)
       entry["test_accuracy"] = float(np.mean(np.argmax(scores, -1) == test.labels))
+      entry["top_k"] = _runs.top_k_errors(scores, test.labels)
       entry["dead_units"] = dead_units(params, _normalized(test.images[:settings.probe_size]))
     else:
-      entry["test_accuracy"] = entry["dead_units"] = None
+      entry["test_accuracy"] = entry["dead_units"] = entry["top_k"] = None
     entry["unstable"] = is_unstable(entry)
   return {"hidden": list(settings.lr_hidden), "momentum": 0.9, "steps": settings.lr_steps,
           "sweep": sweep, "diverging_rate": lr, "fixes": fixes}

@@ -28,6 +28,19 @@ def run(workdir: str | os.PathLike, *, profile: str, data_dir: str | os.PathLike
              "settings": dataclasses.asdict(settings), "figures": figures,
              "data": {"source": mnist.source}, "meets_target": None,
              "cpu_seconds": time.process_time() - cpu_began}
+  results["top_k"] = top_k_by_classifier(deep, drop, rates)
   results["summary"] = summary(results)
   results["headline"] = headline(results)
   return results
+
+
+def top_k_by_classifier(deep: dict[str, Any], drop: dict[str, Any],
+                        rates: dict[str, Any]) -> dict[str, dict[str, float]]:
+  """Every trained network's top-1 / top-5 test error (a diverged run has none)."""
+  errors = {f"deep MLP, {name}": run["top_k"] for name, run in deep.items()}
+  errors["dropout MLP (inference rule of the engine: inverted dropout)"] = drop["engine_top_k"]
+  for part, entries in (("learning-rate sweep", rates["sweep"]), ("fix", rates["fixes"])):
+    for entry in entries:
+      if entry.get("top_k"):
+        errors[f"{part}: {entry['label']}"] = entry["top_k"]
+  return errors
