@@ -263,7 +263,8 @@ def print_console(result: dict[str, Any]) -> None:
 CHART = "bench_ratios.png"
 # (ratio key, legend label); a/c* falls back to a/c when one PyTorch setting was measured
 CHART_RATIOS = (("a/b", "JAX autodiff", "a/b: hw.ops vs JAX autodiff"),
-                ("a/c*", "PyTorch", "a/c*: hw.ops vs PyTorch (its faster thread setting in each round)"))
+                ("a/c*", "PyTorch",
+                 "a/c*: hw.ops vs PyTorch (its faster thread setting in each round)"))
 
 
 def _chart_stats(model: dict[str, Any], key: str) -> dict[str, float] | None:

@@ -230,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   shapes = ", ".join(dict.fromkeys("×".join(map(str, a.image_shape)) for a in architectures))
   settings = (f"Settings: batch {args.batch}, float32, random data of each model's input "
-              f"shape ({shapes or 'none'}; one fixed batch), plain SGD (lr 1e-3) in all three; {args.rounds} interleaved rounds per "
+              f"shape ({shapes or 'none'}; one fixed batch), plain SGD (lr 1e-3) in all "
+              f"three; {args.rounds} interleaved rounds per "
               f"model (order rotated each round) after warm-up, ~{args.seconds:g} s per "
               f"measurement; per-op: {args.op_rounds} rounds. JAX steps are one jitted call "
               f"(donated state); PyTorch is eager, NCHW.")

@@ -123,7 +123,8 @@ def test_the_cifar_nets_are_benchmarked_on_cifar_shapes(benchmarks):
       "conv8x3/same pool2 conv16x3/same pool2 conv32x3/same conv32x3/same pool2 "
       "conv64x3/same conv64x3/same pool2 conv64x3/same conv64x3/same pool2 flat fc64 fc10")
   assert arch.describe(improved.layers).startswith("conv32x3/same bn relu pool2 conv64x3/same")
-  assert arch.describe(improved.layers).endswith("conv256x3/same bn relu pool2 flat fc256 relu fc10")
+  assert arch.describe(improved.layers).endswith(
+      "conv256x3/same bn relu pool2 flat fc256 relu fc10")
   assert not any(layer.use_bias for layer in improved.layers if isinstance(layer, arch.Conv))
   shapes = [case.shape for case in op_timings.cases_for([handout], batch=100, ops=["conv2d"])]
   assert shapes[0] == "x 100x32x32x3, w 3x3x3x8, SAME, no dX"

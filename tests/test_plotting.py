@@ -54,7 +54,8 @@ def test_a_legend_over_bars_or_points_is_found():
 
 
 def test_legends_below_the_axes_cover_nothing():
-  assert plotting.legend_overlaps_data(_crossing_lines(lambda fig, ax: plotting.legend_below(ax))) == []
+  fig = _crossing_lines(lambda fig, ax: plotting.legend_below(ax))
+  assert plotting.legend_overlaps_data(fig) == []
   fig = _crossing_lines(lambda fig, ax: plotting.figure_legend_below(fig, [ax]))
   assert fig.legends and plotting.legend_overlaps_data(fig) == []
 
