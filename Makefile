@@ -36,8 +36,10 @@ verify: $(BIN)/.installed
 paper: $(BIN)/.installed
 	$(BIN)/hw paper
 
+# The MNIST models and the CIFAR-10 nets (q6_1, q6_2) in one run, one report and chart.
+BENCH_MODELS ?= q4_4,q5_3,q5_4,q6_1,q6_2
 bench: $(BIN)/.installed-bench
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --models $(BENCH_MODELS)
 
 clean:
 	rm -rf $(VENV) results

@@ -96,7 +96,9 @@ def layers_from_module(module: nn.Module) -> tuple[Layer, ...]:
   """The layer list of an ``hw.models`` instance (MLP or ConvNet), read from its fields.
 
   MLP: flatten, [fc–ReLU(–dropout)] per hidden size, fc. ConvNet: conv [–BN] –ReLU–pool
-  [–dropout] per block, then flatten–fc [–BN]–ReLU [–dropout]–fc.
+  [–dropout] per block, then flatten–fc [–BN]–ReLU [–dropout]–fc. VGG (the CIFAR-10
+  nets): per layout entry a 3×3 conv with padding 1 (= "SAME") [–BN] [–ReLU] or a 2×2
+  pool, then flatten, [(dropout–) fc (–ReLU)] per hidden size, (dropout–) fc.
   """
   layers: list[Layer] = []
   if isinstance(module, models.MLP):
@@ -115,6 +117,21 @@ def layers_from_module(module: nn.Module) -> tuple[Layer, ...]:
     layers += [Flatten(), Dense(int(module.hidden_size), use_bias=not bn)]
     layers += [BatchNorm()] if bn else []
     layers.append(ReLU())
+    layers += [Dropout(rate)] if rate else []
+  elif isinstance(module, models.VGG):
+    bn, relu, rate = module.batch_norm, module.relu, module.dropout_rate
+    for entry in module.layout:
+      if entry == models.POOL:
+        layers.append(MaxPool(2))
+        continue
+      layers.append(Conv(int(entry), 3, "SAME", use_bias=not bn))   # padding 1 = SAME for 3×3
+      layers += [BatchNorm()] if bn else []
+      layers += [ReLU()] if relu else []
+    layers.append(Flatten())
+    for width in module.hidden_sizes:
+      layers += [Dropout(rate)] if rate else []
+      layers.append(Dense(int(width)))
+      layers += [ReLU()] if relu else []
     layers += [Dropout(rate)] if rate else []
   else:
     raise ValueError(f"no layer-list mirror for hw.models.{type(module).__name__}; "

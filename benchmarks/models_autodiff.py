@@ -69,6 +69,27 @@ def compile_quickly(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
       compiler_options={"xla_backend_optimization_level": 0})
 
 
+def autodiff_scores(architecture: arch.Architecture, images: jax.Array, *, train: bool,
+                    seed: int = 0, also: Sequence[nn.Module] = ()) -> tuple[Any, list[Any]]:
+  """The variables initialised for (b), the layer list in Flax, and the scores of (b) and
+  of each module of ``also`` applied to them (batch-norm statistics of the batch when
+  ``train``; one fixed dropout key)."""
+  autodiff = AutodiffNet(tuple(architecture.layers))
+  key = jax.random.PRNGKey(seed)
+
+  def scores(images):
+    variables = autodiff.init({"params": key, "dropout": key}, images, train=False)
+    return variables, [module.apply(variables, images, train=train, rngs={"dropout": key},
+                                    mutable=["batch_stats"])[0]
+                       for module in (autodiff, *also)]
+
+  return compile_quickly(scores, images)(images)
+
+
+def max_difference(x: Any, y: Any) -> float:
+  return float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+
+
 def mirror_error(architecture: arch.Architecture, images: jax.Array, *, train: bool,
                  seed: int = 0) -> float:
   """Largest |difference| of the scores of (a) the ``hw.models`` network and (b) its layer
@@ -78,17 +99,9 @@ def mirror_error(architecture: arch.Architecture, images: jax.Array, *, train: b
   layer list mirrors the model. ``train=True`` compares batch-norm batch statistics too,
   so it needs a network without dropout (the two draw different masks).
   """
-  autodiff = AutodiffNet(tuple(architecture.layers))
-  key = jax.random.PRNGKey(seed)
-
-  def scores(images):
-    variables = autodiff.init({"params": key, "dropout": key}, images, train=False)
-    return [module.apply(variables, images, train=train, rngs={"dropout": key},
-                         mutable=["batch_stats"])[0]
-            for module in (architecture.module, autodiff)]
-
-  outputs = compile_quickly(scores, images)(images)
-  return float(np.max(np.abs(np.asarray(outputs[0]) - np.asarray(outputs[1]))))
+  _, (autodiff, hw) = autodiff_scores(architecture, images, train=train, seed=seed,
+                                      also=(architecture.module,))
+  return max_difference(hw, autodiff)
 
 
 def parameter_count(variables: Any) -> int:

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks import architectures as arch
-from benchmarks.models_autodiff import LEARNING_RATE
+from benchmarks.models_autodiff import LEARNING_RATE, autodiff_scores, max_difference
 
 try:
   import torch
@@ -69,6 +69,55 @@ def build(layers: Sequence[arch.Layer], image_shape=arch.IMAGE_SHAPE) -> "nn.Mod
     else:
       raise ValueError(f"unknown layer {layer!r}")
   return nn.Sequential(*modules)
+
+
+def load_flax_variables(model: "nn.Sequential", layers: Sequence[arch.Layer], variables,
+                        image_shape=arch.IMAGE_SHAPE) -> None:
+  """Copy the variables of (b) (``AutodiffNet(layers)``: ``Conv_0``, ``Dense_0``,
+  ``BatchNorm_0``, … in layer order) into ``build(layers)``: kernels to torch's layouts
+  (HWIO → OIHW; (in, out) → (out, in), the first fc's rows from NHWC to NCHW flattening
+  order), batch-norm scale, bias and running statistics."""
+  params, stats = variables["params"], variables.get("batch_stats", {})
+  seen: dict[str, int] = {}
+  flattened = None   # (H, W, C) of the last flatten's input, until a dense layer uses it
+  for (layer, shape), module in zip(arch.trace_shapes(layers, 1, image_shape), model):
+    if isinstance(layer, arch.Flatten):
+      flattened = shape[1:]
+    if not isinstance(layer, (arch.Conv, arch.Dense, arch.BatchNorm)):
+      continue
+    kind = type(layer).__name__
+    name = f"{kind}_{seen.get(kind, 0)}"
+    seen[kind] = seen.get(kind, 0) + 1
+    values = {k: np.asarray(v, np.float32) for k, v in params[name].items()}
+    if isinstance(layer, arch.Conv):
+      values["weight"] = values.pop("kernel").transpose(3, 2, 0, 1)
+    elif isinstance(layer, arch.Dense):
+      kernel = values.pop("kernel")
+      if flattened is not None and len(flattened) == 3:
+        kernel = kernel.reshape(*flattened, -1).transpose(2, 0, 1, 3).reshape(kernel.shape)
+      flattened = None
+      values["weight"] = kernel.T
+    else:
+      values["weight"] = values.pop("scale")
+      values["running_mean"] = np.asarray(stats[name]["mean"], np.float32)
+      values["running_var"] = np.asarray(stats[name]["var"], np.float32)
+    with torch.no_grad():
+      for key, value in values.items():
+        getattr(module, key).copy_(torch.from_numpy(np.array(value, np.float32, order="C")))
+
+
+def mirror_error(architecture: arch.Architecture, images: np.ndarray, *, train: bool,
+                 seed: int = 0) -> float:
+  """Largest |difference| of the scores of (c), the layer list in PyTorch, and (b), the
+  layer list in Flax, both with the variables initialised for (b); ``train=True`` (batch
+  statistics) needs a network without dropout, as ``models_autodiff.mirror_error``."""
+  variables, (want,) = autodiff_scores(architecture, images, train=train, seed=seed)
+  model = build(architecture.layers, architecture.image_shape)
+  load_flax_variables(model, architecture.layers, variables, architecture.image_shape)
+  model.train(train)
+  with torch.no_grad():
+    got = model(torch.from_numpy(np.array(np.asarray(images).transpose(0, 3, 1, 2), order="C")))
+  return max_difference(got.numpy(), want)
 
 
 def parameter_count(module: "nn.Module") -> int:

@@ -1,9 +1,21 @@
-"""The benchmark report: console/markdown tables, targets and the analysis of misses."""
+"""The benchmark report: console/markdown tables, the ratio chart, targets and the analysis
+of misses.
+
+``python -m benchmarks.report --from-json results/bench.json --out DIR`` draws the report
+and the chart again from a saved ``bench.json``, without measuring anything.
+"""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
+import sys
 from typing import Any, Sequence
+
+import numpy as np
+
+from hw import plotting
 
 IMPLS = {"a": "hw.ops (hand-written VJPs)", "b": "JAX autodiff (flax.linen/lax)",
          "c": "PyTorch CPU (eager), torch.set_num_threads(core count)",
@@ -195,8 +207,11 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["", "Ratios are medians of per-round ratios (each round times a, b, c back to "
               "back), with the interquartile range. Epoch seconds are estimated as (training "
               "images per epoch / batch) × the median step time (MNIST: 54,000 images, 540 "
-              "steps of 100). The a/c target is "
+              "steps of 100; CIFAR-10: 45,000 images, 450 steps). The a/c target is "
               "judged on a/c* (against the faster PyTorch thread setting).", ""]
+    if result.get("chart"):
+      lines += [f"![a/b and a/c* ratios per model, medians with IQR bars; 1.0 = parity]"
+                f"({result['chart']})", ""]
     lines += ["CPU time per step (all threads of the process; median), and speed ratios on "
               "that basis (a/b = CPU time of b / CPU time of a, per round). On a shared "
               "machine this is steadier than wall time, but it counts spin-waiting threads "
@@ -245,11 +260,91 @@ def print_console(result: dict[str, Any]) -> None:
     print(markdown_table(OP_COLUMNS, op_rows(result["ops"])))
 
 
-def write(result: dict[str, Any], out_dir: str) -> tuple[str, str]:
+CHART = "bench_ratios.png"
+# (ratio key, legend label); a/c* falls back to a/c when one PyTorch setting was measured
+CHART_RATIOS = (("a/b", "JAX autodiff", "a/b: hw.ops vs JAX autodiff"),
+                ("a/c*", "PyTorch",
+                 "a/c*: hw.ops vs PyTorch (its faster thread setting in each round)"))
+
+
+def _chart_stats(model: dict[str, Any], key: str) -> dict[str, float] | None:
+  ratios = model["ratios"]
+  return ratios.get(key) or (ratios.get("a/c") if key == "a/c*" else None)
+
+
+def ratio_figure(result: dict[str, Any]):
+  """Grouped bars per model: the median a/b and a/c* ratios with their interquartile range
+  as error bars, a dashed line at 1.0 (parity) and the legend under the axes; None when no
+  model has a ratio."""
+  models = result["models"]
+  series = [(key, [_chart_stats(m, key) for m in models], label)
+            for key, _, label in CHART_RATIOS]
+  series = [entry for entry in series if any(entry[1])]
+  if not series:
+    return None
+  plt = plotting.pyplot()
+  fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(models) + 2), 4))
+  width = 0.8 / len(series)
+  top = 1.0
+  for index, (key, stats, label) in enumerate(series):
+    centres = np.arange(len(models)) + (index - (len(series) - 1) / 2) * width
+    drawn = [(x, s) for x, s in zip(centres, stats) if s]
+    median = np.array([s["median"] for _, s in drawn])
+    spread = np.array([[s["median"] - s["q1"] for _, s in drawn],
+                       [s["q3"] - s["median"] for _, s in drawn]])
+    ax.bar([x for x, _ in drawn], median, width, yerr=spread, capsize=3, label=label,
+           color=f"C{index}")
+    for x, s in drawn:   # the median above the whisker
+      ax.annotate(f"{s['median']:.2f}", (x, s["q3"]), xytext=(0, 3),
+                  textcoords="offset points", ha="center", fontsize=7)
+      top = max(top, s["q3"])
+  ax.axhline(1.0, color="k", ls="--", lw=1, label="1.0 = parity (above: hw.ops faster)")
+  ax.set_xticks(np.arange(len(models)), [m["name"] for m in models])
+  ax.set_ylim(0, top * 1.15)
+  ax.set_ylabel("train-step speed ratio\n(median of per-round ratios, IQR)")
+  against = " and ".join(name for key, name, _ in CHART_RATIOS
+                         if key in {entry[0] for entry in series})
+  ax.set_title(f"hw.ops against {against} on the CPU "
+               f"({result['machine'].get('date_utc', '?')[:10]})", fontsize=9)
+  ax.grid(axis="y", alpha=0.3)
+  plotting.legend_below(ax, columns=1, offset=0.12)
+  fig.tight_layout()
+  return fig
+
+
+def write(result: dict[str, Any], out_dir: str) -> tuple[str, str, str | None]:
+  """``<out_dir>/bench.md``, ``bench.json`` and the chart ``bench_ratios.png`` (when a model
+  was measured; then bench.json's "chart" names it). Returns the three paths (None for no
+  chart)."""
   os.makedirs(out_dir, exist_ok=True)
   md_path, json_path = os.path.join(out_dir, "bench.md"), os.path.join(out_dir, "bench.json")
+  fig = ratio_figure(result)
+  chart_path = None if fig is None else str(plotting.save(fig, os.path.join(out_dir, CHART),
+                                                          dpi=110))
+  result = {**result, "chart": None if chart_path is None else CHART}
   with open(md_path, "w") as f:
     f.write(render_markdown(result))
   with open(json_path, "w") as f:
     json.dump(result, f, indent=1, default=str)
-  return md_path, json_path
+  return md_path, json_path, chart_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """``python -m benchmarks.report --from-json PATH --out DIR``: the report and the chart of
+  a saved run, drawn again (nothing is measured)."""
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
+                                   description=main.__doc__.splitlines()[0])
+  parser.add_argument("--from-json", required=True, metavar="PATH",
+                      help="a bench.json written by python -m benchmarks.run")
+  parser.add_argument("--out", required=True, metavar="DIR",
+                      help="folder for bench.md, bench.json and bench_ratios.png")
+  args = parser.parse_args(argv)
+  with open(args.from_json) as f:
+    result = json.load(f)
+  paths = [p for p in write(result, args.out) if p]
+  print("wrote " + ", ".join(paths), file=sys.stderr)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,16 +1,20 @@
 """``python -m benchmarks.run``: train-step throughput and per-op timings, one command.
 
-For each model (Q4.4 MLP, Q5.3 CNN, Q5.4 CNN with BN and dropout) it times, interleaved
-round by round after warm-up, one SGD train step (batch 100, float32, random MNIST-shaped
-data) of (a) the model on hw.ops with hand-written VJPs, (b) the same layers through JAX
-autodiff of standard Flax/lax primitives, (c) the same model in PyTorch on the CPU; then
-forward and forward+backward of each op at the shapes those models use. Prints the tables
-and writes ``<out>/bench.md`` and ``<out>/bench.json``.
+For each model (by default the MNIST ones: Q4.4 MLP, Q5.3 CNN, Q5.4 CNN with BN and
+dropout; the CIFAR-10 handout net Q6.1 and improved net Q6.2 with --models) it times,
+interleaved round by round after warm-up, one SGD train step (batch 100, float32, random
+data of the model's input shape: 28×28×1 or 32×32×3) of (a) the model on hw.ops with
+hand-written VJPs, (b) the same layers through JAX autodiff of standard Flax/lax
+primitives, (c) the same model in PyTorch on the CPU; then forward and forward+backward of
+each op at the shapes those models use. Prints the tables and writes ``<out>/bench.md``,
+``<out>/bench.json`` and the ratio chart ``<out>/bench_ratios.png``.
 
 Examples:
-  python -m benchmarks.run                        # everything (minutes; the last run's
-                                                  # wall time is in docs/results/bench.md)
+  python -m benchmarks.run                        # the MNIST models (minutes; the last
+                                                  # run's wall time is in docs/results/bench.md)
+  python -m benchmarks.run --models q4_4,q5_3,q5_4,q6_1,q6_2   # what make bench runs
   python -m benchmarks.run --quick --models q4_4  # smoke test
+  python -m benchmarks.report --from-json results/bench.json --out DIR   # re-render only
   python -m benchmarks.run --epoch                # also time one real epoch via hw.experiment
 """
 from __future__ import annotations
@@ -32,13 +36,15 @@ from benchmarks import machine, models_torch, op_timings, report, timing
 from benchmarks import models_autodiff as jax_models
 
 DEFAULT_MODELS = ("q4_4", "q5_3", "q5_4")
+CIFAR_MODELS = ("q6_1", "q6_2")   # 32×32×3 inputs; not in the default run, make bench adds them
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                      help="comma-separated experiment ids (default: %(default)s); '' for none")
+                      help="comma-separated experiment ids (default: %(default)s; "
+                           f"{','.join(CIFAR_MODELS)}: the CIFAR-10 nets); '' for none")
   parser.add_argument("--rounds", type=int, default=None,
                       help="interleaved rounds per model (default 10; 2 with --quick)")
   parser.add_argument("--op-rounds", type=int, default=None,
@@ -59,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="1: run XLA's CPU backend single-threaded (sets XLA_FLAGS before "
                            "JAX starts); default: XLA's own choice (all cores)")
   parser.add_argument("--epoch", action="store_true",
-                      help="also train one real MNIST epoch per model with hw.experiment "
+                      help="also train one real epoch per model with hw.experiment "
                            "(needs HW_DATA_DIR or --data-dir)")
   parser.add_argument("--reproduce", action="store_true",
                       help="also time `hw reproduce --profile quick` (fresh, into a temporary "
@@ -89,11 +95,16 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
                 rounds: int, target_s: float, torch_threads: Sequence[int]) -> dict[str, Any]:
   """Interleaved train-step timings of (a), (b), (c) for one architecture."""
   x, y = jnp.asarray(images), jnp.asarray(labels)
-  error = jax_models.mirror_error(architecture, x[:8], train=False)
-  if not error < jax_models.MIRROR_TOLERANCE:
-    raise RuntimeError(f"{architecture.name}: the layer list computes other scores than "
-                       f"hw.models (max |difference| {error:.3g}); fix "
-                       f"benchmarks.architectures.layers_from_module")
+  # same variables, same scores: (b) against hw.models' (a), and (c) against (b)
+  mirrors = [("the Flax layer list (b)", "hw.models (a)", jax_models.mirror_error)]
+  if torch_threads:
+    mirrors.append(("the PyTorch layer list (c)", "(b)", models_torch.mirror_error))
+  for what, reference, mirror_error in mirrors:
+    error = mirror_error(architecture, images[:8], train=False)
+    if not error < jax_models.MIRROR_TOLERANCE:
+      raise RuntimeError(f"{architecture.name}: {what} computes other scores than {reference} "
+                         f"(max |difference| {error:.3g}); fix benchmarks.architectures."
+                         f"layers_from_module or the builder of {what}")
   trainers = {
       "a": jax_models.JaxTrainer(architecture.module, jax_models.hw_loss, x, y),
       "b": jax_models.JaxTrainer(jax_models.AutodiffNet(tuple(architecture.layers)),
@@ -217,8 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   epochs = [measure_epoch(name, args.data_dir) for name in args.model_list] if args.epoch else []
   reproduce = time_reproduce(args.data_dir) if args.reproduce else None
 
-  settings = (f"Settings: batch {args.batch}, float32, random MNIST-shaped data (one fixed "
-              f"batch), plain SGD (lr 1e-3) in all three; {args.rounds} interleaved rounds per "
+  shapes = ", ".join(dict.fromkeys("×".join(map(str, a.image_shape)) for a in architectures))
+  settings = (f"Settings: batch {args.batch}, float32, random data of each model's input "
+              f"shape ({shapes or 'none'}; one fixed batch), plain SGD (lr 1e-3) in all "
+              f"three; {args.rounds} interleaved rounds per "
               f"model (order rotated each round) after warm-up, ~{args.seconds:g} s per "
               f"measurement; per-op: {args.op_rounds} rounds. JAX steps are one jitted call "
               f"(donated state); PyTorch is eager, NCHW.")
@@ -239,8 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       "wall_s": time.perf_counter() - began,
   }
   report.print_console(result)
-  md_path, json_path = report.write(result, args.out)
-  print(f"\n[bench] wrote {md_path} and {json_path} ({result['wall_s']:.0f} s)", file=sys.stderr)
+  paths = [path for path in report.write(result, args.out) if path]
+  print(f"\n[bench] wrote {', '.join(paths)} ({result['wall_s']:.0f} s)", file=sys.stderr)
   return 0
 
 

@@ -7,17 +7,19 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
-from hw import files
+from hw import files, plotting
 
 
 def plot_learning_curves(results: Mapping[str, Any], path: str | os.PathLike) -> pathlib.Path:
-  """Two panels: accuracy and loss per epoch. The selected grid point's train and
-  validation curves are drawn bold; every other point's validation accuracy thin."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  """Draw :func:`learning_curves_figure` into the PNG ``path``."""
+  return plotting.save(learning_curves_figure(results), path, dpi=100)
 
-  path = pathlib.Path(path)
+
+def learning_curves_figure(results: Mapping[str, Any]):
+  """Two panels: accuracy and loss per epoch. The selected grid point's train and
+  validation curves are drawn bold; every other point's validation accuracy thin. The
+  legends sit under the panels."""
+  plt = plotting.pyplot()
   selected = results["selected"]["index"]
   fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
   for point in results["grid"]:
@@ -37,13 +39,10 @@ def plot_learning_curves(results: Mapping[str, Any], path: str | os.PathLike) ->
   loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (selected point)")
   for ax in (acc_ax, loss_ax):
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    plotting.legend_below(ax, columns=1, fontsize=7)   # under the panel, off the curves
   fig.suptitle(f"{results['title']} — test accuracy {results['test_accuracy']:.4f}", fontsize=10)
   fig.tight_layout()
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return fig
 
 
 def _percent(value: float | None) -> str:

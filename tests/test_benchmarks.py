@@ -30,6 +30,7 @@ def quick_run(tmp_path_factory):
              "--out", str(out)]
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert (out / "bench_ratios.png").stat().st_size > 5000
   return done.stdout, json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
 
 
@@ -40,6 +41,7 @@ def benchmarks(monkeypatch):
   import benchmarks.conv_algorithms
   import benchmarks.models_autodiff
   import benchmarks.op_timings
+  import benchmarks.report
   import benchmarks.run
   return benchmarks
 
@@ -70,6 +72,7 @@ def test_quick_benchmark_writes_the_tables(quick_run):
   (op,) = result["ops"]
   assert {"hw", "autodiff"} <= set(op["impls"])
   assert "## Train-step throughput" in markdown and "## Per-op forward + backward" in markdown
+  assert result["chart"] == "bench_ratios.png" and "(bench_ratios.png)" in markdown
 
 
 def test_quick_benchmark_torch_column(quick_run):
@@ -83,13 +86,21 @@ def test_quick_benchmark_torch_column(quick_run):
   assert "torch" in op["impls"]
 
 
+def _images(architecture, batch=2):
+  shape = (batch, *architecture.image_shape)
+  return jnp.asarray(np.random.default_rng(0).random(shape, dtype=np.float32))
+
+
 def test_layer_lists_compute_the_hw_models(benchmarks):
   arch, jax_models = benchmarks.architectures, benchmarks.models_autodiff
   tolerance = jax_models.MIRROR_TOLERANCE
-  images = jnp.asarray(np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32))
-  for name in benchmarks.run.DEFAULT_MODELS:
+  for name in benchmarks.run.DEFAULT_MODELS + benchmarks.run.CIFAR_MODELS:
     architecture = arch.load(name)
-    assert jax_models.mirror_error(architecture, images, train=False) < tolerance, name
+    # q6_2 has batch norm and no dropout: train mode checks where its batch norms sit
+    train = architecture.name == "q6_2"
+    error = jax_models.mirror_error(architecture, _images(architecture), train=train)
+    assert error < tolerance, name
+  images = _images(arch.load("q5_4"))
   # train mode checks where batch norm sits (eval-mode BN at init is nearly the identity)
   small = arch.from_model("small", "", "cnn_bn", {"conv_blocks": ((2, 3),), "hidden_size": 4,
                                                   "dropout_rate": 0.0})
@@ -99,6 +110,47 @@ def test_layer_lists_compute_the_hw_models(benchmarks):
   layers[relu - 1], layers[relu] = layers[relu], layers[relu - 1]   # ReLU before BN: wrong
   wrong = dataclasses.replace(small, layers=tuple(layers))
   assert jax_models.mirror_error(wrong, images, train=True) > 1e-2
+
+
+def test_the_cifar_nets_are_benchmarked_on_cifar_shapes(benchmarks):
+  arch, op_timings = benchmarks.architectures, benchmarks.op_timings
+  handout, improved = (arch.load(name) for name in benchmarks.run.CIFAR_MODELS)
+  assert (handout.name, improved.name) == ("q6_1", "q6_2")
+  assert handout.model == "cifar_handout" and improved.model == "cifar_improved"
+  assert handout.image_shape == improved.image_shape == (32, 32, 3)
+  assert handout.epoch_images == 45_000
+  assert arch.describe(handout.layers) == (
+      "conv8x3/same pool2 conv16x3/same pool2 conv32x3/same conv32x3/same pool2 "
+      "conv64x3/same conv64x3/same pool2 conv64x3/same conv64x3/same pool2 flat fc64 fc10")
+  assert arch.describe(improved.layers).startswith("conv32x3/same bn relu pool2 conv64x3/same")
+  assert arch.describe(improved.layers).endswith(
+      "conv256x3/same bn relu pool2 flat fc256 relu fc10")
+  assert not any(layer.use_bias for layer in improved.layers if isinstance(layer, arch.Conv))
+  shapes = [case.shape for case in op_timings.cases_for([handout], batch=100, ops=["conv2d"])]
+  assert shapes[0] == "x 100x32x32x3, w 3x3x3x8, SAME, no dX"
+  with_dropout = arch.from_model("d", "", "cifar_improved", {"dropout_rate": 0.3}, "cifar10")
+  assert arch.describe(with_dropout.layers).endswith("flat drop0.3 fc256 relu drop0.3 fc10")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
+def test_torch_layer_lists_compute_the_same_scores(benchmarks, monkeypatch):
+  """(c) with (b)'s variables gives (b)'s scores (and so (a)'s), for every benchmarked net."""
+  import benchmarks.models_torch as models_torch
+  import torch
+  arch, tolerance = benchmarks.architectures, benchmarks.models_autodiff.MIRROR_TOLERANCE
+  for name in benchmarks.run.DEFAULT_MODELS + benchmarks.run.CIFAR_MODELS:
+    architecture = arch.load(name)
+    no_dropout = not any(isinstance(layer, arch.Dropout) for layer in architecture.layers)
+    for train in (False, True) if no_dropout else (False,):
+      error = models_torch.mirror_error(architecture, np.asarray(_images(architecture, 3)),
+                                        train=train)
+      assert error < tolerance, (name, train)
+  small = arch.from_model("small", "", "cnn_bn", {"conv_blocks": ((2, 3),), "hidden_size": 4,
+                                                  "dropout_rate": 0.0})
+  images = np.asarray(_images(small, 3))
+  assert models_torch.mirror_error(small, images, train=True) < tolerance
+  monkeypatch.setattr(torch.nn, "ReLU", torch.nn.Tanh)   # (c) alone computes something else
+  assert models_torch.mirror_error(small, images, train=True) > 1e-2
 
 
 def output_and_vjp(fn, diff, other):
@@ -160,3 +212,81 @@ def test_conv_algorithm_sweep(benchmarks):
                                             "x 2x6x6x1, w 3x3x1x2, VALID, no dX"]
   assert all(set(row["cpu_ms"]) == set(policies) for row in rows)
   assert [getattr(convolution, knob) for knob in sweep.KNOBS] == before
+
+
+def _stats(median, q1, q3):
+  return {"median": median, "q1": q1, "q3": q3}
+
+
+def fake_result(*, torch_column: bool = True) -> dict:
+  """A bench.json-shaped result of three models (made-up numbers, for the report only)."""
+  models = []
+  for name, ab, ac in (("m1", (0.98, 0.95, 1.02), (1.08, 1.04, 1.11)),
+                       ("m2", (3.2, 3.1, 3.9), (0.81, 0.77, 0.92)),
+                       ("m3", (2.0, 1.5, 2.5), (1.2, 1.1, 1.4))):
+    impls = ["a", "b", "c"] if torch_column else ["a", "b"]
+    ratios = {"a/b": _stats(*ab)}
+    if torch_column:
+      ratios.update({"a/c": _stats(*ac), "a/c*": _stats(*ac)})
+    models.append({
+        "name": name, "title": f"model {name}", "layers": "flat fc10", "a_impl": "hw",
+        "has_conv": name != "m1", "num_params": dict.fromkeys(impls, 7850),
+        "images_per_s": {k: _stats(1e3, 9e2, 1.1e3) for k in impls}, "ratios": ratios,
+        "step_ms": dict.fromkeys(impls, 100.0), "epoch_s_estimate": dict.fromkeys(impls, 54.0)})
+  machine = {"date_utc": "2000-01-02 03:04:05", "cpu_model": "test", "cpu_count": 2,
+             "load_average_at_start": [0.5, 0.5, 0.5], "python": "3", "jax": "0",
+             "jaxlib": "0", "jax_backend": "cpu", "flax": "0", "optax": "0", "torch": None}
+  return {"command": "python -m benchmarks.run (made up)", "machine": machine,
+          "torch_threads": [], "settings_text": "Settings: made up.", "noise_note": None,
+          "models": models, "ops": [], "epochs": [], "reproduce": None,
+          "load_average_at_end": None, "wall_s": 1.0}
+
+
+@pytest.mark.parametrize("torch_column", [True, False])
+def test_ratio_chart(benchmarks, tmp_path, torch_column):
+  from hw import plotting
+  report = benchmarks.report
+  result = fake_result(torch_column=torch_column)
+  fig = report.ratio_figure(result)
+  ax, = fig.axes
+  bars = [patch.get_height() for patch in ax.patches]   # a/b of each model, then a/c*
+  assert bars == [0.98, 3.2, 2.0] + ([1.08, 0.81, 1.2] if torch_column else [])
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["m1", "m2", "m3"]
+  parity = [line for line in ax.lines if line.get_linestyle() == "--"]
+  assert len(parity) == 1 and set(parity[0].get_ydata()) == {1.0}
+  labels = [t.get_text() for t in ax.get_legend().get_texts()]
+  assert any(label.startswith("a/b") for label in labels)
+  assert any(label.startswith("a/c*") for label in labels) == torch_column
+  assert plotting.legend_overlaps_data(fig) == []
+  plotting.pyplot().close(fig)
+
+  md_path, json_path, chart_path = report.write(result, str(tmp_path))
+  assert chart_path == str(tmp_path / "bench_ratios.png")
+  assert (tmp_path / "bench_ratios.png").stat().st_size > 5000
+  assert json.loads((tmp_path / "bench.json").read_text())["chart"] == "bench_ratios.png"
+  assert "![" in (tmp_path / "bench.md").read_text()
+
+
+def test_ratio_chart_needs_a_measured_model(benchmarks, tmp_path):
+  report = benchmarks.report
+  result = {**fake_result(), "models": []}
+  assert report.ratio_figure(result) is None
+  assert report.write(result, str(tmp_path))[2] is None
+  assert json.loads((tmp_path / "bench.json").read_text())["chart"] is None
+  assert not (tmp_path / "bench_ratios.png").exists()
+
+
+def test_report_is_rendered_again_from_a_saved_json(tmp_path):
+  saved = tmp_path / "saved"
+  saved.mkdir()
+  (saved / "bench.json").write_text(json.dumps(fake_result()))
+  command = [sys.executable, "-m", "benchmarks.report", "--from-json",
+             str(saved / "bench.json"), "--out", str(tmp_path / "again")]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-3000:]
+  again = tmp_path / "again"
+  assert (again / "bench_ratios.png").stat().st_size > 5000
+  markdown = (again / "bench.md").read_text()
+  assert "| m2 |" in markdown and "3.20 [3.10–3.90]" in markdown
+  assert "(bench_ratios.png)" in markdown and "Date (UTC): 2000-01-02 03:04:05" in markdown
+  assert json.loads((again / "bench.json").read_text())["models"] == fake_result()["models"]

@@ -120,3 +120,16 @@ def test_a_wrong_reported_number_is_flagged():
   line = paper.Line("C 1-D conv", "w after SGD", [1.56, 0.28, 3.0], [1.56, 0.28, 2.0],
                     [1.56, 0.28, 2.0])
   assert line.verdict == "WRONG in the write-up" and line.library_ok
+
+
+def test_progress_lines_go_to_stderr_not_into_the_table(capsys):
+  for argv in ([], ["--json"]):
+    assert paper.main(argv) == 0
+    captured = capsys.readouterr()
+    progress = [line for line in captured.err.splitlines() if line.startswith("[paper] ")]
+    assert len(progress) == len(paper.CHECKS), captured.err
+    assert progress[0].startswith(f"[paper] 1/{len(paper.CHECKS)} C 1-D conv: ")
+    assert any("write-up wrong on 1" in line for line in progress)
+    assert all("hw.ops agrees" in line and line.endswith(" s)") for line in progress)
+    assert "[paper]" not in captured.out
+  json.loads(captured.out)   # the JSON output is still nothing but JSON

@@ -5,8 +5,7 @@ import json
 import os
 import pathlib
 
-import numpy as np
-
+from hw import plotting
 from hw.files import as_json_value
 
 
@@ -19,30 +18,9 @@ def write_json(workdir: os.PathLike, name: str, results: dict) -> pathlib.Path:
   return path
 
 
-def pyplot():
-  """``matplotlib.pyplot`` on the non-interactive Agg backend."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def legend_below(fig, axes, *, columns: int | None = None, bottom: float = 0.08) -> None:
-  """One legend for the whole figure, below the axes, so that it never covers a curve.
-
-  Takes the handles of the first axes that has labelled artists (all panels of a study
-  plot the same series in the same colours). ``bottom`` is the figure fraction kept
-  free for the legend.
-  """
-  for ax in np.ravel(axes):
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-      break
-  else:
-    return
-  fig.legend(handles, labels, loc="lower center", ncol=columns or len(labels),
-             frameon=False, bbox_to_anchor=(0.5, 0.0))
-  fig.tight_layout(rect=(0, bottom, 1, 1))
+# Shared with every figure of hw (hw.plotting); the studies call them by these names.
+pyplot = plotting.pyplot
+legend_below = plotting.figure_legend_below
 
 
 def save_figure(fig, workdir: os.PathLike, filename: str) -> pathlib.Path:

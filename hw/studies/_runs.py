@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from hw import metrics
+from hw import metrics, plotting
 from hw import train as core
 from hw.config import ExperimentConfig
 from hw.splits import Split, to_device
@@ -140,20 +140,9 @@ def predict(model: Any, variables: Any, images: np.ndarray, normalize: Any,
 
 # ------------------------------------------------------------------------------ figures
 
-def pyplot():
-  """``matplotlib.pyplot`` on the non-interactive Agg backend."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  return plt
-
-
-def legend_below(ax, *, columns: int | None = None) -> None:
-  """The axes' legend under its plotting area, so that it never covers a curve."""
-  handles, labels = ax.get_legend_handles_labels()
-  if handles:
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18),
-              ncol=columns or min(len(labels), 3), frameon=False, fontsize="small")
+# Shared with every figure of hw (hw.plotting); the studies call them by these names.
+pyplot = plotting.pyplot
+legend_below = plotting.legend_below
 
 
 def save(fig, workdir: os.PathLike, filename: str) -> str:

@@ -5,6 +5,7 @@ verdict: "matches" or "WRONG in the write-up" with the right value. Every comput
 number is also checked against an independent computation (the closed-form derivation
 in NumPy, or autodiff of plain ``jnp``); a disagreement there is a bug in *our* library
 and makes the exit code 1. A wrong write-up is a finding, printed, not an error.
+While it runs, one progress line per check goes to stderr (the table to stdout).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -250,10 +252,29 @@ def top_k_example() -> list[Line]:
   ]
 
 
-def all_lines() -> list[Line]:
+CHECKS: tuple[Callable[[], list[Line]], ...] = (
+    conv1d_regression, chain_rule, convolution_5x5, softmax_regression,
+    softmax_cross_entropy_logit_gradient, tsne_gradient, top_k_example)
+
+
+def all_lines(progress: Callable[[str], None] | None = None) -> list[Line]:
+  """Every worked number, check by check; ``progress`` gets one line per check as it
+  finishes (its sections, how many numbers, its verdicts, the seconds it took)."""
+  lines: list[Line] = []
   with jax.enable_x64(True):
-    return (conv1d_regression() + chain_rule() + convolution_5x5() + softmax_regression()
-            + softmax_cross_entropy_logit_gradient() + tsne_gradient() + top_k_example())
+    for index, check in enumerate(CHECKS):
+      began = time.perf_counter()
+      found = check()
+      lines += found
+      if progress is not None:
+        sections = ", ".join(dict.fromkeys(line.section for line in found))
+        wrong = sum(line.verdict.startswith("WRONG") for line in found)
+        library = ("hw.ops agrees" if all(line.library_ok for line in found)
+                   else "LIBRARY DISAGREES")
+        numbers = f"{len(found)} number" + ("s" if len(found) != 1 else "")
+        progress(f"[paper] {index + 1}/{len(CHECKS)} {sections}: {numbers}, "
+                 f"{library}, write-up wrong on {wrong} ({time.perf_counter() - began:.1f} s)")
+  return lines
 
 
 def _show(value) -> str:
@@ -292,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="hw paper", description=__doc__.splitlines()[0])
   parser.add_argument("--json", action="store_true", help="print the lines as JSON")
   args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-  lines = all_lines()
+  lines = all_lines(progress=lambda line: print(line, file=sys.stderr, flush=True))
   library_ok = all(line.library_ok for line in lines)
   wrong = [line for line in lines if line.verdict.startswith("WRONG")]
   if args.json:

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Callable, Mapping, Sequence
 
+from hw import plotting
 from hw.optim import verify as optim_verify
 
 from hw.verification.checks import CaseResult, check_case, check_float32_jit, fast_compilation
@@ -150,11 +151,15 @@ def format_table(reports: Sequence[OpReport]) -> str:
 
 
 def plot_errors(reports: Sequence[OpReport], path: str) -> None:
+  """Draw :func:`errors_figure` into the PNG ``path``."""
+  plotting.save(errors_figure(reports), path, dpi=100)
+
+
+def errors_figure(reports: Sequence[OpReport]):
   """A log-scale bar per row: its worst relative error against autodiff of the reference,
-  with the tolerance drawn across (an exact 0 is drawn at the axis floor, 1e-18)."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  with the tolerance drawn across (an exact 0 is drawn at the axis floor, 1e-18); the
+  legend under the x label."""
+  plt = plotting.pyplot()
   floor = 1e-18
   values = [max(r.max_rel_err, floor) if math.isfinite(r.max_rel_err) else 1.0 for r in reports]
   fig, ax = plt.subplots(figsize=(10, 0.22 * len(reports) + 1.2))
@@ -168,10 +173,10 @@ def plot_errors(reports: Sequence[OpReport], path: str) -> None:
   ax.set_yticks(range(len(reports)), [r.op for r in reports], fontsize=7)
   ax.invert_yaxis()
   ax.set_xlabel("worst relative error of the hand-written VJP vs autodiff (float64; 0 drawn at 1e-18)")
-  ax.legend(loc="lower right", fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  axes_inches = ax.get_position().height * fig.get_figheight()
+  plotting.legend_below(ax, offset=0.55 / axes_inches, fontsize=8)   # under the x label
+  return fig
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
