@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -21,10 +22,21 @@ def pyplot():
   return plt
 
 
+class LegendCoversData(UserWarning):
+  """A saved figure has a legend over plotted data (an error in the test suite)."""
+
+
 def save(fig, path: str | os.PathLike, *, dpi: int = 100) -> pathlib.Path:
-  """Save ``fig`` as ``path`` (a PNG; legends placed outside the axes included) and close it."""
+  """Save ``fig`` as ``path`` (a PNG; legends placed outside the axes included) and close it.
+
+  Every figure of hw is saved here, so every one is checked with
+  :func:`legend_overlaps_data`: a legend over data is a :class:`LegendCoversData` warning
+  (the figure is still written: a long run does not fail over its picture).
+  """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
+  for problem in legend_overlaps_data(fig):
+    warnings.warn(f"{path.name}: {problem}", LegendCoversData, stacklevel=2)
   fig.savefig(path, dpi=dpi, bbox_inches="tight")
   pyplot().close(fig)
   return path

@@ -35,6 +35,16 @@ def test_a_legend_over_a_line_is_found():
   assert len(found) == 2 and "'rising'" in found[0] and "'falling'" in found[1]
 
 
+def test_saving_a_figure_with_a_legend_over_data_warns_and_the_suite_makes_it_an_error(
+    tmp_path):
+  with pytest.warns(plotting.LegendCoversData, match="bad.png: the legend"):
+    plotting.save(_crossing_lines(lambda fig, ax: ax.legend(loc="center")), tmp_path / "bad.png")
+  assert (tmp_path / "bad.png").stat().st_size > 0  # still written
+  with pytest.raises(plotting.LegendCoversData):  # pyproject's filterwarnings: an error
+    plotting.save(_crossing_lines(lambda fig, ax: ax.legend(loc="center")), tmp_path / "b.png")
+  plotting.save(_crossing_lines(lambda fig, ax: plotting.legend_below(ax)), tmp_path / "ok.png")
+
+
 def test_a_legend_over_segments_but_no_vertex_is_found():
   fig, ax = plt.subplots(figsize=(5, 3))
   ax.plot([0, 1], [0.5, 0.5], label="two points only")   # no vertex under the legend

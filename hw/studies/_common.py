@@ -25,9 +25,4 @@ legend_below = plotting.figure_legend_below
 
 def save_figure(fig, workdir: os.PathLike, filename: str) -> pathlib.Path:
   """Save ``fig`` as ``<workdir>/<filename>`` (PNG, 120 dpi) and close it."""
-  path = pathlib.Path(workdir) / filename
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=120)
-  import matplotlib.pyplot as plt
-  plt.close(fig)
-  return path
+  return plotting.save(fig, pathlib.Path(workdir) / filename, dpi=120)

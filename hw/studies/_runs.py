@@ -147,10 +147,7 @@ legend_below = plotting.legend_below
 
 def save(fig, workdir: os.PathLike, filename: str) -> str:
   """Save ``fig`` as ``<workdir>/<filename>`` (PNG) and close it; returns the name."""
-  path = pathlib.Path(workdir) / filename
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  pyplot().close(fig)
+  plotting.save(fig, pathlib.Path(workdir) / filename, dpi=110)
   return filename
 
 

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hw import plotting
 from hw.studies.ucl.analysis import explain
 from hw.studies.ucl.settings import STUDENT_MODEL4_SECONDS, UclConfig
 from hw.studies.ucl.table import _score, better_reduction
@@ -18,9 +19,7 @@ def _pct(value: float) -> str:
 
 def _figure(workdir: pathlib.Path, cells: Sequence[dict[str, Any]], reduction: str,
             name: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = plotting.pyplot()
   fig, axes = plt.subplots(4, 3, figsize=(13, 14))
   for cell in cells:
     ax = axes[cell["model"] - 1][cell["setting"] - 1]
@@ -40,12 +39,11 @@ def _figure(workdir: pathlib.Path, cells: Sequence[dict[str, Any]], reduction: s
     ax.set_xlabel("training samples (thousands)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
-  axes[0][0].legend(fontsize=7, loc="lower right")
   fig.suptitle(f"UCL COMPGI22 cw2: accuracy every 20,000 samples, loss reduction "
                f"\"{reduction}\" (thin: seeds, thick: median)", fontsize=11)
-  fig.tight_layout(rect=(0, 0, 1, 0.98))
-  fig.savefig(workdir / name, dpi=90)
-  plt.close(fig)
+  plotting.figure_legend_below(fig, axes, bottom=0.03)
+  fig.subplots_adjust(top=0.94)
+  plotting.save(fig, workdir / name, dpi=90)
 
 
 def _fit_lists(cells: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
