@@ -56,7 +56,8 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
                            "is a Python literal; repeatable")
   parser.add_argument("--seed", type=int, default=None)
   parser.add_argument("--devices", type=int, default=None, metavar="N",
-                      help="train data parallel over N local devices (default: all)")
+                      help="train data parallel over N local devices (per process with "
+                           "several; default: all)")
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--binary-data", default=None)
   parser.add_argument("--results-dir", default="results")
@@ -86,7 +87,7 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
       results = experiment.train_and_evaluate(
           config, args.results_dir, data_dir=args.data_dir, binary_data=args.binary_data,
           console=progress.Console.for_process())
-  except (data.DataError, train.TrainingDiverged) as error:
+  except (data.DataError, train.TrainingDiverged, distributed.ProcessesDisagree) as error:
     print(f"hw train: {config.name}: {error}", file=sys.stderr)
     return 1
   except OSError as error:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Mapping
@@ -37,6 +38,10 @@ CPU_COLLECTIVES = ("jax_cpu_collectives_implementation", "gloo")
 
 class SettingsError(ValueError):
   """A bad distributed setting; the message names the flag (or variable) and its value."""
+
+
+class ProcessesDisagree(ValueError):
+  """The processes of one run hold different configurations or data (:func:`agree`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,3 +235,24 @@ def broadcast_json(value: Any) -> Any:
     return value
   data = broadcast_bytes(json.dumps(value).encode() if is_writer() else None)
   return json.loads(data.decode())
+
+
+def agree(text: str, what: str) -> None:
+  """Check that every process has the same ``text`` (e.g. a fingerprint of the config and
+  data); all processes raise together when they differ, so none waits in a collective.
+
+  Raises:
+    ProcessesDisagree: ``what`` differs between the processes (which ones are named).
+  """
+  import jax
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+  digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+  digests = np.asarray(multihost_utils.process_allgather(digest))
+  differ = [index for index in range(len(digests)) if not np.array_equal(digests[index],
+                                                                          digests[0])]
+  if differ:
+    raise ProcessesDisagree(f"{what} differs between process 0 and process(es) "
+                     f"{', '.join(map(str, differ))}: every process must run the same command "
+                     f"on the same data")

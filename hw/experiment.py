@@ -27,6 +27,7 @@ from hw.config import ExperimentConfig, fingerprint
 from hw.figures import FIGURES
 from hw.progress import Console
 from hw.splits import DeviceSplit, Splits, load_splits, normalization, to_device
+from hw.steps import device_count as count_devices
 
 
 def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
@@ -164,8 +165,13 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   Returns:
     The results dict that is written as JSON.
 
+  With several processes (:mod:`hw.distributed`) every process trains and evaluates the
+  same and returns the same results; only process 0 writes files.
+
   Raises:
     TrainingDiverged: every grid point diverged (no results are written).
+    hw.distributed.ProcessesDisagree: the processes of a multi-process run hold different
+      configurations, data or device counts (all of them raise it, before training).
   """
   began = time.perf_counter()
   workdir = pathlib.Path(workdir)
@@ -174,6 +180,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     workdir.mkdir(parents=True, exist_ok=True)
   if splits is None:
     splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+  if distributed.process_count() > 1:  # the same run everywhere, or all stop here
+    distributed.agree(
+        f"{fingerprint(config, whole_experiment=True, data_identity=splits.identity)} "
+        f"{[count_devices(point_config(config, point)) for point in grid_points(config)]}",
+        f"the configuration, data or device count of {config.name!r}")
   pad = config.eval_batch_size
   normalize = normalization(config.normalize, splits.train)
   data = core.TrainingData(to_device(splits.train, normalize, 1),

@@ -72,8 +72,9 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--results-dir", default="results", help="default: results/")
   parser.add_argument("--seed", type=int, default=None, help="override every experiment's seed")
   parser.add_argument("--devices", type=int, default=None, metavar="N",
-                      help="train data parallel over N local devices (default: all; the "
-                           "batch size must be a multiple of N)")
+                      help="train data parallel over N local devices (per process with "
+                           "several; default: all; the batch size must be a multiple of the "
+                           "devices in all processes)")
   parser.add_argument("--force", action="store_true",
                       help="retrain finished experiments from scratch")
   distributed.add_arguments(parser)

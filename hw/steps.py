@@ -15,6 +15,13 @@ along the batch axis. The step still computes over the global batch, so the loss
 gradients and the batch-norm statistics are those of the whole batch (XLA inserts the
 all-reduces); only the order of the float sums differs from one device. With one device no
 mesh is made and the programs are exactly the single-device ones.
+
+Several processes (:mod:`hw.distributed`): the mesh holds ``config.devices`` devices of
+every process; the replicated arrays are global arrays made from each process's identical
+copy, and :meth:`Programs.feed` builds each step's global index array from this process's
+share of it (``jax.make_array_from_process_local_data``), so each process's devices gather
+only their part of the batch. With one process :meth:`Programs.feed` and
+:meth:`Programs.place` do exactly what they did before.
 """
 from __future__ import annotations
 
