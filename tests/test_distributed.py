@@ -1,6 +1,6 @@
 """Several processes (hw.distributed): the settings, and two CPU processes on this machine
-(a coordinator on 127.0.0.1, one CPU device each) training the same as one process with the
-same global batch, with only process 0 writing files."""
+(a coordinator on 127.0.0.1, two forced CPU devices each) training the same as one process
+with the same global batch, with only process 0 writing files."""
 from __future__ import annotations
 
 import argparse
@@ -40,8 +40,8 @@ SCRIPT = textwrap.dedent("""
       get_config = staticmethod(lambda name, profile: ExperimentConfig(
           name="tiny", title="tiny", dataset="binary", model="mlp",
           model_kwargs={"hidden_sizes": (8,)}, loss="logistic", optimizer="sgd",
-          learning_rate=0.3, batch_size=50, epochs=2, weight_scale=None,
-          normalize="standardize", grid={"learning_rate": [0.3, 0.1]}))
+          learning_rate=0.3, batch_size=100, epochs=2, weight_scale=None,
+          normalize="standardize", grid={"learning_rate": [0.3, 0.1]}, jit_per_batch=True))
 
     train, flags = json.loads(sys.argv[1]), sys.argv[2:]
     codes = [app.main(train + ["--results-dir", "r"] + flags)]
@@ -72,10 +72,12 @@ def _parameters(results_dir: pathlib.Path) -> list[np.ndarray]:
 @pytest.mark.no_network
 @pytest.mark.timeout(240)
 def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys):
+  """Two processes with two CPU devices each (4 in the mesh) against one process on one."""
   from experiments import cli as app
   env = {key: value for key, value in os.environ.items()
          if not key.startswith(("HW_", "XLA_FLAGS", "SLURM_", "JAX_"))}
-  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), HW_NO_PROGRESS="1")
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), HW_NO_PROGRESS="1",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
   flags = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
   processes = []
   for index in range(2):
@@ -105,7 +107,7 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys
   assert [p.name for p in second.iterdir()] == []  # process 1 wrote nothing at all
   one = json.loads((tmp_path / "one" / "q2_4.json").read_text())
   two = json.loads((first / "r" / "q2_4.json").read_text())
-  assert (one["platform"]["device_count"], two["platform"]["device_count"]) == (1, 2)
+  assert (one["platform"]["device_count"], two["platform"]["device_count"]) == (1, 4)
   assert two["platform"]["process_count"] == 2
   for key in ("train_accuracy", "val_accuracy"):
     assert ([r[key] for r in one["grid"][0]["history"]]
