@@ -41,7 +41,8 @@ class SettingsError(ValueError):
 
 
 class ProcessesDisagree(ValueError):
-  """The processes of one run hold different configurations or data (:func:`agree`)."""
+  """The processes of one run hold different configurations or data (:func:`agree`), or
+  another process failed where this one did not (:func:`together`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,12 +214,30 @@ def global_batch(sharding: Any, value: np.ndarray, axis: int) -> Any:
   return jax.make_array_from_process_local_data(sharding, local, value.shape)
 
 
+SYNC_TIMEOUT_S = 3600  # how long a process waits at a barrier for the slowest one
+_BARRIERS: list[str] = []
+
+
+def barrier(name: str) -> None:
+  """Wait (up to :data:`SYNC_TIMEOUT_S`) until every process reaches this point, on the
+  coordination service rather than in a device collective: the CPU's gloo collectives give
+  up when a peer comes more than 30 s later to the first one (a process still loading or
+  downloading its data, or running a check)."""
+  from jax._src import distributed as runtime  # the client jax.distributed made
+  client = runtime.global_state.client
+  if client is None:
+    return
+  _BARRIERS.append(name)
+  client.wait_at_barrier(f"hw-{len(_BARRIERS)}-{name}", timeout_in_ms=SYNC_TIMEOUT_S * 1000)
+
+
 def broadcast_bytes(data: bytes | None) -> bytes | None:
   """Process 0's ``data`` (None included) on every process; unchanged with one process."""
   import jax
   if jax.process_count() == 1:
     return data
   from jax.experimental import multihost_utils
+  barrier("broadcast")
   source = jax.process_index() == 0
   size = len(data) if source and data is not None else -1
   size = int(multihost_utils.broadcast_one_to_all(np.int32(size)))
@@ -248,6 +267,7 @@ def agree(text: str, what: str) -> None:
   if jax.process_count() == 1:
     return
   from jax.experimental import multihost_utils
+  barrier("agree")
   digest = np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
   digests = np.asarray(multihost_utils.process_allgather(digest))
   differ = [index for index in range(len(digests)) if not np.array_equal(digests[index],
@@ -256,3 +276,32 @@ def agree(text: str, what: str) -> None:
     raise ProcessesDisagree(f"{what} differs between process 0 and process(es) "
                      f"{', '.join(map(str, differ))}: every process must run the same command "
                      f"on the same data")
+
+
+MESSAGE_BYTES = 512  # how much of another process's error message :func:`together` shows
+
+
+def together(error: BaseException | None, what: str) -> None:
+  """After a step that may fail in some processes only (loading the data): every process
+  raises when any failed, so that none waits for the others in a collective. This process's
+  own ``error`` is raised as it is; a failure elsewhere as :class:`ProcessesDisagree`
+  naming the process and its message. With one process: ``error`` raised, if any."""
+  import jax
+  if jax.process_count() == 1:
+    if error is not None:
+      raise error
+    return
+  from jax.experimental import multihost_utils
+  barrier(what)
+  text = "" if error is None else f"{type(error).__name__}: {error}"
+  encoded = np.zeros(MESSAGE_BYTES, np.uint8)
+  data = text.encode()[:MESSAGE_BYTES]
+  encoded[:len(data)] = np.frombuffer(data, np.uint8)
+  rows = np.asarray(multihost_utils.process_allgather(encoded))
+  if error is not None:
+    raise error
+  for index, row in enumerate(rows):
+    if row.any():
+      message = bytes(row).rstrip(b"\0").decode(errors="replace")
+      raise ProcessesDisagree(f"{what}: process {index} failed ({message}); every process "
+                              f"stops here")

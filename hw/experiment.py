@@ -179,7 +179,12 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   if writer:
     workdir.mkdir(parents=True, exist_ok=True)
   if splits is None:
-    splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    failure = None
+    try:
+      splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    except Exception as error:  # several processes: all stop if one cannot load the data
+      failure = error
+    distributed.together(failure, f"loading the data of {config.name!r}")
   if distributed.process_count() > 1:  # the same run everywhere, or all stop here
     distributed.agree(
         f"{fingerprint(config, whole_experiment=True, data_identity=splits.identity)} "

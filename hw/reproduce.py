@@ -163,7 +163,15 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   record: dict[str, Any] = {"title": config.title, "reported": list(config.reported),
                             "target": config.target, "profile": config.profile}
   try:
-    splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    failure = None
+    try:
+      splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    except data.DataError as error:  # several processes: all stop if one cannot load it
+      failure = error
+    distributed.together(failure, f"loading the data of {config.name!r}")
+  except distributed.ProcessesDisagree as error:
+    print(f"[reproduce] {config.name}: FAILED: {error}", file=sys.stderr)
+    return {**record, "status": "failed", "message": str(error)}
   except data.DataError as error:
     if isinstance(error, data.DataUnavailable) and not named:
       print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)

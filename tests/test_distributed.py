@@ -126,16 +126,26 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys
 
 @pytest.mark.no_network
 @pytest.mark.timeout(120)
-def test_processes_with_different_configs_both_stop_with_an_error(tmp_path):
+@pytest.mark.parametrize("process1, message0, message1", [
+    (["--seed", "1"], "differs between process 0 and process(es) 1",
+     "differs between process 0 and process(es) 1"),
+    (["--binary-data", "/nonexistent/data.npz"],
+     "process 1 failed (DataError: binary data file /nonexistent/data.npz does not exist)",
+     "binary data file /nonexistent/data.npz does not exist")],
+    ids=["different-seed", "missing-data"])
+def test_processes_that_differ_or_fail_all_stop_with_an_error(process1, message0, message1,
+                                                              tmp_path):
+  """A different seed in one process, or data one process cannot load: both exit 1 with
+  the reason, at once, instead of waiting for each other in a collective."""
   env = {key: value for key, value in os.environ.items()
          if not key.startswith(("HW_", "XLA_FLAGS", "SLURM_", "JAX_"))}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), HW_NO_PROGRESS="1")
   port = _free_port()
   processes = [subprocess.Popen(
-      [sys.executable, "-m", "experiments", *TRAIN, "--seed", str(index), "--results-dir",
-       str(tmp_path / f"r{index}"), "--coordinator", f"127.0.0.1:{port}", "--num-processes",
-       "2", "--process-id", str(index)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for index in range(2)]
+      [sys.executable, "-m", "experiments", *TRAIN, "--results-dir", str(tmp_path / f"r{index}"),
+       "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id",
+       str(index), *(process1 if index else [])], cwd=tmp_path, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for index in range(2)]
   try:
     outputs = [process.communicate(timeout=90) for process in processes]
   finally:
@@ -143,9 +153,9 @@ def test_processes_with_different_configs_both_stop_with_an_error(tmp_path):
       if process.poll() is None:
         process.kill()
         process.communicate()
-  for process, (_, err) in zip(processes, outputs):
+  for process, (_, err), message in zip(processes, outputs, (message0, message1)):
     assert process.returncode == 1, err[-3000:]
-    assert "differs between process 0 and process(es) 1" in err, err[-3000:]
+    assert message in err, err[-3000:]
   assert not (tmp_path / "r0" / "q2_4.json").exists()
   assert not (tmp_path / "r1").exists()
 
