@@ -368,9 +368,14 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
   state["exit_code"] = 1 if failures else 0
   _save(results_dir, state, experiments)
   skipped = [n for n in names if state["experiments"][n]["status"] == "skipped"]
-  print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}")
+  studies = [n for n in skipped if state["experiments"][n]["message"].startswith("studies")]
+  skipped = [n for n in skipped if n not in studies]
+  print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}"
+        + ("" if distributed.is_writer() else " (written by process 0)"))
   if skipped:
     print(f"[reproduce] skipped for lack of data: {', '.join(skipped)}")
+  if studies:
+    print(f"[reproduce] skipped, as studies run in one process: {', '.join(studies)}")
   if failures:
     print("[reproduce] FAILURES:\n  " + "\n  ".join(failures), file=sys.stderr)
   return state["exit_code"]

@@ -25,13 +25,32 @@ TRAIN = ["train", "q2_4", "--set", "grid={}", "--set", "repeat_seeds=()", "--set
          "model.hidden_sizes=(16,)", "--set", "epochs=3", "--set", "weight_scale=None",
          "--set", "learning_rate=0.3", "--set", "model.dropout_rate=0.2"]
 
+# Ten classes of in-memory features: the top-1/top-5 errors on test are computed too.
+TEN_CLASSES = textwrap.dedent("""
+    import numpy as np
+    from hw.config import ExperimentConfig
+    from hw.splits import Split, Splits
+
+    def ten_classes():
+      rng = np.random.default_rng(0)
+      x = rng.standard_normal((300, 12)).astype(np.float32)
+      y = np.abs(x[:, :10]).argmax(1).astype(np.int32)
+      part = lambda a, b: Split(x[a:b], y[a:b])
+      return (ExperimentConfig(name="ten", title="ten", dataset="synthetic", model="mlp",
+                               model_kwargs={"hidden_sizes": (16,)}, optimizer="adam",
+                               learning_rate=3e-3, batch_size=40, eval_batch_size=40,
+                               epochs=2, weight_scale=None),
+              Splits(part(0, 160), part(160, 230), part(230, 300), num_classes=10))
+""")
+TEN_KEYS = ("test_accuracy", "test_loss", "top1_error", "top5_error")
+
 # Each process: `hw train` through the console script's main, then `hw reproduce` of a
-# one-experiment catalog twice (trained, then found complete), all with the same flags.
-SCRIPT = textwrap.dedent("""
+# one-experiment catalog twice (trained, then found complete), all with the same flags;
+# then the ten classes through hw.experiment directly.
+SCRIPT = TEN_CLASSES + textwrap.dedent("""
     import json, sys
     from experiments import cli as app
-    from hw import reproduce
-    from hw.config import ExperimentConfig
+    from hw import experiment, reproduce
 
     class Tiny:
       EXPERIMENTS = ("tiny",)
@@ -49,7 +68,10 @@ SCRIPT = textwrap.dedent("""
       codes.append(reproduce.main(["--only", "tiny", "--results-dir", "rep"] + flags,
                                   catalog=Tiny()))
     print("CODES" + json.dumps(codes))
-""")
+    config, splits = ten_classes()
+    ten = experiment.train_and_evaluate(config, "ten", splits=splits, plot=False)
+    print("TEN" + json.dumps([ten[key] for key in TEN_KEYS]))
+""").replace("TEN_KEYS", repr(TEN_KEYS))
 
 
 def _free_port() -> int:
@@ -74,6 +96,7 @@ def _parameters(results_dir: pathlib.Path) -> list[np.ndarray]:
 def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys):
   """Two processes with two CPU devices each (4 in the mesh) against one process on one."""
   from experiments import cli as app
+  from hw import experiment
   env = {key: value for key, value in os.environ.items()
          if not key.startswith(("HW_", "XLA_FLAGS", "SLURM_", "JAX_"))}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), HW_NO_PROGRESS="1",
@@ -88,6 +111,11 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
   try:  # meanwhile the one-process reference, here, with the same global batch
     assert app.main([*TRAIN, "--devices", "1", "--results-dir", str(tmp_path / "one")]) == 0
+    scope: dict = {}
+    exec(TEN_CLASSES, scope)
+    config, splits = scope["ten_classes"]()
+    ten = experiment.train_and_evaluate(config.replace(devices=1), tmp_path / "ten", splits=splits,
+                                        plot=False)
     outputs = [process.communicate(timeout=180) for process in processes]
   finally:
     for process in processes:  # a hang fails the test instead of blocking the suite
@@ -98,6 +126,8 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys
     assert process.returncode == 0, err[-3000:]
     codes = json.loads(next(line for line in out.splitlines() if line.startswith("CODES"))[5:])
     assert codes == [0, 0, 0], (codes, err[-3000:])
+    line = next(line for line in out.splitlines() if line.startswith("TEN"))
+    assert json.loads(line[3:]) == pytest.approx([ten[key] for key in TEN_KEYS], rel=1e-5)
   reference = capsys.readouterr().out
   accuracy = next(line for line in reference.splitlines() if "test accuracy" in line)
   for out, _ in outputs:  # both processes computed the same test accuracy
