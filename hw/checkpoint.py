@@ -46,11 +46,29 @@ def load(directory: str | os.PathLike, *, target: Any,
   Returns None when there is no checkpoint, or it belongs to another configuration
   (fingerprint mismatch), or it cannot be read (a warning is printed).
   """
+  return restore(read(directory), pathlib.Path(directory) / FILENAME, target=target,
+                 fingerprint=fingerprint)
+
+
+def read(directory: str | os.PathLike) -> bytes | None:
+  """The bytes of ``directory``'s checkpoint; None when there is none."""
   path = pathlib.Path(directory) / FILENAME
   if not path.exists():
     return None
   try:
-    payload = serialization.msgpack_restore(path.read_bytes())
+    return path.read_bytes()
+  except OSError as error:
+    print(f"[checkpoint] ignoring unreadable {path}: {type(error).__name__}: {error}")
+    return None
+
+
+def restore(data: bytes | None, path: pathlib.Path, *, target: Any,
+            fingerprint: str) -> tuple[Any, int, list[dict[str, Any]]] | None:
+  """:func:`load` of a checkpoint's bytes ``data`` (read from ``path``, named in warnings)."""
+  if data is None:
+    return None
+  try:
+    payload = serialization.msgpack_restore(data)
     if payload.get("fingerprint") != fingerprint:
       print(f"[checkpoint] ignoring {path}: it belongs to another configuration")
       return None

@@ -44,8 +44,9 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def train_command(argv: Sequence[str], catalog: Any) -> int:
-  """``hw train NAME [--set key=value]... [--profile P] [--seed N] [--data-dir D]``."""
-  from hw import data, experiment, files, progress, steps, train
+  """``hw train NAME [--set key=value]... [--profile P] [--seed N] [--data-dir D]`` (and
+  the multi-process flags of :mod:`hw.distributed`)."""
+  from hw import data, distributed, experiment, files, progress, steps, train
   from hw.study import Study
   parser = argparse.ArgumentParser(prog="hw train", description=COMMANDS["train"])
   parser.add_argument("experiment", help="e.g. q5.3 (see `hw list`)")
@@ -55,11 +56,16 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
                            "is a Python literal; repeatable")
   parser.add_argument("--seed", type=int, default=None)
   parser.add_argument("--devices", type=int, default=None, metavar="N",
-                      help="train data parallel over N local devices (default: all)")
+                      help="train data parallel over N local devices (per process with "
+                           "several; default: all)")
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--binary-data", default=None)
   parser.add_argument("--results-dir", default="results")
+  distributed.add_arguments(parser)
   args = parser.parse_args(argv)
+  failed = distributed.setup(args, "hw train")  # before any other JAX call
+  if failed:
+    return failed
   try:
     config = catalog.get_config(catalog.canonical_name(args.experiment), args.profile)
     if isinstance(config, Study):
@@ -77,19 +83,20 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
     print(f"hw train: {error}", file=sys.stderr)
     return 2
   try:
-    with files.locked(args.results_dir):
-      files.remove_stale_temporaries(args.results_dir)
+    with files.writer_lock(args.results_dir, distributed.is_writer()):
       results = experiment.train_and_evaluate(
           config, args.results_dir, data_dir=args.data_dir, binary_data=args.binary_data,
-          console=progress.Console.from_environment())
-  except (data.DataError, train.TrainingDiverged) as error:
+          console=progress.Console.for_process())
+  except (data.DataError, train.TrainingDiverged, distributed.ProcessesDisagree) as error:
     print(f"hw train: {config.name}: {error}", file=sys.stderr)
     return 1
   except OSError as error:
     print(f"hw train: cannot use --results-dir {args.results_dir!r}: {error}", file=sys.stderr)
     return 2
+  written = (f"{args.results_dir}/{config.name}.json" if distributed.is_writer() else
+             f"process 0 writes {config.name}.json")
   print(f"{config.name}: test accuracy {results['test_accuracy']:.4f} "
-        f"(selected {results['selected']['label']}; {args.results_dir}/{config.name}.json)")
+        f"(selected {results['selected']['label']}; {written})")
   return 0 if results["meets_target"] in (None, True) else 1
 
 

@@ -22,11 +22,12 @@ import jax
 import numpy as np
 import optax
 
-from hw import checkpoint, files, metrics, randomness, train as core
+from hw import checkpoint, distributed, files, metrics, randomness, train as core
 from hw.config import ExperimentConfig, fingerprint
 from hw.figures import FIGURES
 from hw.progress import Console
 from hw.splits import DeviceSplit, Splits, load_splits, normalization, to_device
+from hw.steps import device_count as count_devices
 
 
 def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
@@ -113,7 +114,7 @@ def train_point(config: ExperimentConfig, data: core.TrainingData, num_classes: 
   programs = core.PROGRAMS.get(config, num_classes, steps)
   state = core.init_state(config, programs, data.train.images)
   history: list[dict[str, Any]] = []
-  restored = checkpoint.load(directory, target=jax.device_get(state), fingerprint=point_fingerprint)
+  restored = _restore(directory, jax.device_get(state), point_fingerprint)
   if restored is not None:
     saved_state, saved_epoch, saved_history = restored
     if saved_epoch <= config.epochs:
@@ -124,11 +125,22 @@ def train_point(config: ExperimentConfig, data: core.TrainingData, num_classes: 
     else:
       print(f"[train] {log_name}: checkpoint has {saved_epoch} > {config.epochs} epochs; "
             f"starting afresh")
-  saved = list(history)
-  hooks = [Checkpoints(directory, point_fingerprint, saved), *hooks]
+  if distributed.is_writer():
+    hooks = [Checkpoints(directory, point_fingerprint, list(history)), *hooks]
   state, history = core.train(config, data, num_classes=num_classes, state=state,
                               history=history, hooks=hooks)
   return state, history, programs
+
+
+def _restore(directory: pathlib.Path, target: Any, point_fingerprint: str):
+  """:func:`hw.checkpoint.load`; with several processes, process 0's checkpoint (read by
+  it alone) restored on every process, so that all resume from the same epoch."""
+  if distributed.process_count() == 1:
+    return checkpoint.load(directory, target=target, fingerprint=point_fingerprint)
+  data = distributed.broadcast_bytes(checkpoint.read(directory) if distributed.is_writer()
+                                     else None)
+  return checkpoint.restore(data, directory / checkpoint.FILENAME, target=target,
+                            fingerprint=point_fingerprint)
 
 
 def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
@@ -153,14 +165,31 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   Returns:
     The results dict that is written as JSON.
 
+  With several processes (:mod:`hw.distributed`) every process trains and evaluates the
+  same and returns the same results; only process 0 writes files.
+
   Raises:
     TrainingDiverged: every grid point diverged (no results are written).
+    hw.distributed.ProcessesDisagree: the processes of a multi-process run hold different
+      configurations, data or device counts (all of them raise it, before training).
   """
   began = time.perf_counter()
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  writer = distributed.is_writer()  # several processes: only process 0 writes files
+  if writer:
+    workdir.mkdir(parents=True, exist_ok=True)
   if splits is None:
-    splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    failure = None
+    try:
+      splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    except Exception as error:  # several processes: all stop if one cannot load the data
+      failure = error
+    distributed.together(failure, f"loading the data of {config.name!r}")
+  if distributed.process_count() > 1:  # the same run everywhere, or all stop here
+    distributed.agree(
+        f"{fingerprint(config, whole_experiment=True, data_identity=splits.identity)} "
+        f"{[count_devices(point_config(config, point)) for point in grid_points(config)]}",
+        f"the configuration, data or device count of {config.name!r}")
   pad = config.eval_batch_size
   normalize = normalization(config.normalize, splits.train)
   data = core.TrainingData(to_device(splits.train, normalize, 1),
@@ -172,8 +201,10 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     run_fingerprint = fingerprint(run_config, data_identity=splits.identity)
     directory = workdir / "checkpoints" / config.name / f"{index:02d}-{run_fingerprint}"
     name = f"{config.name} [{index}] {label}"
-    point_hooks = [*console.hooks(name, run_config.epochs), *hooks,
-                   MetricsLog(workdir / f"{config.name}.metrics.jsonl", point=index, label=label)]
+    point_hooks = [*console.hooks(name, run_config.epochs), *hooks]
+    if writer:
+      point_hooks.append(MetricsLog(workdir / f"{config.name}.metrics.jsonl", point=index,
+                                    label=label))
     if on_epoch_end is not None:
       point_hooks.append(_Callback(index, on_epoch_end))
     entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}
@@ -221,8 +252,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   if plot:
     results["figures"] = [f"{config.name}.png"]
     for figure in config.figures:
-      FIGURES[figure](jax.device_get(state.params), workdir / f"{config.name}_{figure}.png")
+      if writer:
+        FIGURES[figure](jax.device_get(state.params), workdir / f"{config.name}_{figure}.png")
       results["figures"].append(f"{config.name}_{figure}.png")
+  if not writer:
+    return results
   write_json(workdir / f"{config.name}.json", results)
   if plot:
     from hw import report
@@ -239,7 +273,8 @@ def top_k_errors(state: core.TrainState, programs: core.Programs,
   variables = programs.place(state.variables())
   batch = min(1000, split.images.shape[0])
   scores = []
-  apply = jax.jit(lambda v, x: programs.model.apply(v, x, train=False))
+  apply = jax.jit(lambda v, x: programs.model.apply(v, x, train=False),
+                  **({"out_shardings": programs.replicated} if programs.multiprocess else {}))
   for start in range(0, split.size, batch):
     scores.append(np.asarray(apply(variables, split.images[start:start + batch])))
   scores = np.concatenate(scores)[:split.size]
@@ -291,7 +326,8 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
   ``config.also_test`` carry their own test_accuracy and errors), seeds (with
   ``repeat_seeds``: {seeds, test_accuracy per seed, mean, std, min, max}), train_seconds (sum over all points and epochs, across
   resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
-  platform (backend, device, device_count (devices the batches were split over),
+  platform (backend, device, device_count (devices the batches were split over, in all
+  processes), process_count,
   PRNG implementation, stepping, versions).
   """
   seconds = [r["seconds"] for point in grid for r in point["history"]]
@@ -315,7 +351,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
       "wall_time_s": wall,
       "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
       "platform": {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
-                   "device_count": device_count,
+                   "device_count": device_count, "process_count": jax.process_count(),
                    "prng_impl": randomness.PRNG_IMPL, "stepping": stepping,
                    "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
                    "python": platform.python_version(), "machine": platform.machine(),

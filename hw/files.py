@@ -84,3 +84,16 @@ def locked(results_dir: str | os.PathLike) -> Iterator[None]:
       handle.seek(0)
       handle.truncate()
       fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writer_lock(results_dir: str | os.PathLike, writer: bool) -> Iterator[None]:
+  """For the process that writes ``results_dir`` (``writer``): hold its lock and remove
+  stale temporaries first; for the others (several processes, only process 0 writes):
+  nothing, so that they never wait for the lock the writer holds."""
+  if not writer:
+    yield
+    return
+  with locked(results_dir):
+    remove_stale_temporaries(results_dir)
+    yield

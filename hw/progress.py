@@ -28,6 +28,13 @@ class Console:
     off = lambda name: os.environ.get(name, "") not in ("", "0")
     return cls(progress=sys.stderr.isatty() and not off("HW_NO_PROGRESS"), quiet=off("HW_QUIET"))
 
+  @classmethod
+  def for_process(cls) -> "Console":
+    """:meth:`from_environment` in process 0 (the only one, without several); silent in
+    the other processes of a multi-process run, which compute the same epochs."""
+    import jax
+    return cls.from_environment() if jax.process_index() == 0 else cls(quiet=True)
+
   def hooks(self, name: str, epochs: int) -> list[Hook]:
     """The hooks that show the training of run ``name``."""
     if self.progress:

@@ -28,7 +28,7 @@ import time
 import traceback
 from typing import Any, Callable, Protocol, Sequence
 
-from hw import files
+from hw import distributed, files
 from hw import study as study_module
 from hw.config import ExperimentConfig, fingerprint
 from hw.progress import Console
@@ -72,10 +72,12 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--results-dir", default="results", help="default: results/")
   parser.add_argument("--seed", type=int, default=None, help="override every experiment's seed")
   parser.add_argument("--devices", type=int, default=None, metavar="N",
-                      help="train data parallel over N local devices (default: all; the "
-                           "batch size must be a multiple of N)")
+                      help="train data parallel over N local devices (per process with "
+                           "several; default: all; the batch size must be a multiple of the "
+                           "devices in all processes)")
   parser.add_argument("--force", action="store_true",
                       help="retrain finished experiments from scratch")
+  distributed.add_arguments(parser)
   return parser
 
 
@@ -126,6 +128,16 @@ def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
           "message": f"exit code {code}; output in {log_path.name}"}
 
 
+def _check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
+  """:func:`run_check`; the processes other than 0 of a multi-process run compute the same
+  check with its log and chart in a scratch folder that is deleted afterwards."""
+  if distributed.is_writer():
+    return run_check(name, results_dir)
+  import tempfile
+  with tempfile.TemporaryDirectory(prefix="hw-check-") as scratch:
+    return run_check(name, pathlib.Path(scratch))
+
+
 def _finished(results_dir: pathlib.Path, config, splits) -> bool:
   """Whether ``<name>.json`` holds complete results of exactly this configuration and data."""
   path = results_dir / f"{config.name}.json"
@@ -151,27 +163,38 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   record: dict[str, Any] = {"title": config.title, "reported": list(config.reported),
                             "target": config.target, "profile": config.profile}
   try:
-    splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    failure = None
+    try:
+      splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
+    except data.DataError as error:  # several processes: all stop if one cannot load it
+      failure = error
+    distributed.together(failure, f"loading the data of {config.name!r}")
+  except distributed.ProcessesDisagree as error:
+    print(f"[reproduce] {config.name}: FAILED: {error}", file=sys.stderr)
+    return {**record, "status": "failed", "message": str(error)}
   except data.DataError as error:
     if isinstance(error, data.DataUnavailable) and not named:
       print(f"[reproduce] {config.name}: skipped, data unavailable: {error}", file=sys.stderr)
       return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
     print(f"[reproduce] {config.name}: FAILED, unusable data: {error}", file=sys.stderr)
     return {**record, "status": "failed", "message": f"unusable data: {error}"}
+  writer = distributed.is_writer()  # several processes: process 0 reads and writes files
   if force:
-    shutil.rmtree(results_dir / "checkpoints" / config.name, ignore_errors=True)
-  elif _finished(results_dir, config, splits):
+    if writer:
+      shutil.rmtree(results_dir / "checkpoints" / config.name, ignore_errors=True)
+  elif distributed.broadcast_json(writer and _finished(results_dir, config, splits)):
     path = results_dir / f"{config.name}.json"
-    results = json.loads(path.read_text())
+    results = distributed.broadcast_json(json.loads(path.read_text()) if writer else None)
     # Descriptive fields (title, reported numbers, target) may change without retraining.
     current = {"title": config.title, "reported": list(config.reported), "target": config.target,
                "meets_target": None if config.target is None or results["data"]["stand_in"]
                else bool(results["test_accuracy"] >= config.target)}
     if any(results.get(key) != value for key, value in current.items()):
       results.update(current)
-      experiment.write_json(path, results)
+      if writer:
+        experiment.write_json(path, results)
     png = results_dir / f"{config.name}.png"
-    if not png.exists():
+    if writer and not png.exists():
       report.plot_learning_curves(results, png)
     print(f"[reproduce] {config.name}: already complete in {results_dir} (use --force to retrain)")
     status = "short of target" if results["meets_target"] is False else "complete"
@@ -205,6 +228,11 @@ def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
   record: dict[str, Any] = {"title": study.title, "reported": list(study.reported),
                             "target": study.target, "profile": study.profile}
   path = results_dir / f"{study.name}.json"
+  if distributed.process_count() > 1:
+    message = (f"studies run in one process: run `hw reproduce --only {study.name}` "
+               f"without --num-processes / --distributed")
+    print(f"[reproduce] {study.name}: skipped, {message}", file=sys.stderr)
+    return {**record, "status": "skipped", "message": message}
   if not force and path.exists():
     try:
       if study_module.finished(json.loads(path.read_text()), study):
@@ -242,6 +270,8 @@ def _load_state(results_dir: pathlib.Path) -> dict[str, Any]:
 
 def _save(results_dir: pathlib.Path, state: dict[str, Any], experiments: Sequence[str]) -> None:
   from hw import experiment, report
+  if not distributed.is_writer():
+    return
   state["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
   experiment.write_json(results_dir / STATE_FILE, state)
   report.write_report(results_dir, state, experiments)
@@ -272,16 +302,18 @@ def main(argv: Sequence[str] | None = None, *, catalog: Catalog,
     console: progress display; default: from the environment (the command line's job).
   """
   args = _parser().parse_args(argv)
+  failed = distributed.setup(args, "hw reproduce")  # before any other JAX call
+  if failed:
+    return failed
   try:
     checks, names = _selection(args.only, catalog)
   except ValueError as error:
     print(f"hw reproduce: {error}", file=sys.stderr)
     return 2
-  console = console or Console.from_environment()
+  console = console or Console.for_process()
   results_dir = pathlib.Path(args.results_dir)
   try:
-    with files.locked(results_dir):
-      files.remove_stale_temporaries(results_dir)
+    with files.writer_lock(results_dir, distributed.is_writer()):
       return _run(args, checks, names, results_dir, get_config or catalog.get_config,
                   catalog.EXPERIMENTS, console)
   except OSError as error:
@@ -302,7 +334,7 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
   failures: list[str] = []
   try:
     for check in checks:
-      state[check] = run_check(check, results_dir)
+      state[check] = _check(check, results_dir)
       if state[check]["status"] != "passed":
         failures.append(f"hw {check}: {state[check]['status']}")
       _save(results_dir, state, experiments)
@@ -336,9 +368,14 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
   state["exit_code"] = 1 if failures else 0
   _save(results_dir, state, experiments)
   skipped = [n for n in names if state["experiments"][n]["status"] == "skipped"]
-  print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}")
+  studies = [n for n in skipped if state["experiments"][n]["message"].startswith("studies")]
+  skipped = [n for n in skipped if n not in studies]
+  print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}"
+        + ("" if distributed.is_writer() else " (written by process 0)"))
   if skipped:
     print(f"[reproduce] skipped for lack of data: {', '.join(skipped)}")
+  if studies:
+    print(f"[reproduce] skipped, as studies run in one process: {', '.join(studies)}")
   if failures:
     print("[reproduce] FAILURES:\n  " + "\n  ".join(failures), file=sys.stderr)
   return state["exit_code"]

@@ -15,6 +15,13 @@ along the batch axis. The step still computes over the global batch, so the loss
 gradients and the batch-norm statistics are those of the whole batch (XLA inserts the
 all-reduces); only the order of the float sums differs from one device. With one device no
 mesh is made and the programs are exactly the single-device ones.
+
+Several processes (:mod:`hw.distributed`): the mesh holds ``config.devices`` devices of
+every process; the replicated arrays are global arrays made from each process's identical
+copy, and :meth:`Programs.feed` builds each step's global index array from this process's
+share of it (``jax.make_array_from_process_local_data``), so each process's devices gather
+only their part of the batch. With one process :meth:`Programs.feed` and
+:meth:`Programs.place` do exactly what they did before.
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from hw import augmentations, losses, metrics, models, optimizers, randomness
+from hw import augmentations, distributed, losses, metrics, models, optimizers, randomness
 from hw.config import ExperimentConfig, compile_key
 
 CHUNK_STEPS = 100  # mini-batches per jitted scan call
@@ -56,34 +63,48 @@ def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bo
 
 
 def device_count(config: ExperimentConfig) -> int:
-  """How many local devices ``config`` trains on (``config.devices``; None: all of them).
+  """How many devices ``config`` trains on: ``config.devices`` local devices (None: all of
+  them) in each process, times the number of processes (see :mod:`hw.distributed`).
 
   Raises:
     ValueError: more devices than there are, or a batch that does not split evenly.
   """
   available = jax.local_device_count()
-  count = available if config.devices is None else config.devices
-  if count > available:
-    raise ValueError(f"devices={count} in {config.name!r}, but this process has only "
+  local = available if config.devices is None else config.devices
+  if local > available:
+    raise ValueError(f"devices={local} in {config.name!r}, but this process has only "
                      f"{available} local {jax.default_backend()} device(s)")
+  processes = jax.process_count()
+  count = local * processes
+  over = f"{count} devices" if processes == 1 else f"{count} devices ({processes} processes)"
   for field in ("batch_size", "eval_batch_size"):
     if field == "eval_batch_size" and count == 1:
       break
     size = getattr(config, field)
     if size % count:
+      divisor = (f"devices to a divisor of {size}" if processes == 1 else
+                 f"devices (per process) to a divisor of {size // processes}")
       raise ValueError(f"{field} {size} of {config.name!r} does not divide evenly over "
-                       f"{count} devices (data parallel splits every batch into equal "
+                       f"{over} (data parallel splits every batch into equal "
                        f"shares); choose a {field} that is a multiple of {count} or set "
-                       f"devices to a divisor of {size}")
+                       f"{divisor}")
   return count
 
 
 def make_mesh(config: ExperimentConfig) -> Mesh | None:
-  """The one-axis device mesh ``config`` trains on; None for a single device."""
+  """The one-axis device mesh ``config`` trains on; None for a single device. With several
+  processes: the first ``config.devices`` local devices of every process, process by process."""
   count = device_count(config)
   if count == 1:
     return None
-  return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
+  if jax.process_count() == 1:
+    return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
+  local = count // jax.process_count()
+  devices = []
+  for process in range(jax.process_count()):
+    mine = sorted((d for d in jax.devices() if d.process_index == process), key=lambda d: d.id)
+    devices += mine[:local]
+  return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 
 @dataclasses.dataclass
@@ -102,11 +123,33 @@ class Programs:
   def device_count(self) -> int:
     return 1 if self.mesh is None else self.mesh.size
 
+  @property
+  def replicated(self) -> NamedSharding | None:
+    return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
+
+  @property
+  def multiprocess(self) -> bool:
+    return self.mesh is not None and jax.process_count() > 1
+
   def place(self, tree: Any) -> Any:
-    """``tree`` replicated over the mesh (unchanged on one device)."""
+    """``tree`` replicated over the mesh (unchanged on one device). With several processes:
+    global arrays made from each process's (identical) copy."""
     if self.mesh is None:
       return tree
-    return jax.device_put(tree, NamedSharding(self.mesh, PartitionSpec()))
+    if self.multiprocess:
+      return jax.tree_util.tree_map(
+          functools.partial(distributed.global_replicated, self.replicated), tree)
+    return jax.device_put(tree, self.replicated)
+
+  def feed(self, index: np.ndarray, keys: np.ndarray) -> tuple[Any, Any]:
+    """A step's (or chunk's) batch indices and keys as the programs take them: as they are
+    in one process; with several, global arrays built from this process's share of the
+    indices (their last axis is the batch) and the replicated keys."""
+    if not self.multiprocess:
+      return index, keys
+    along = NamedSharding(self.mesh, PartitionSpec(*([None] * (index.ndim - 1) + [BATCH_AXIS])))
+    return (distributed.global_batch(along, index, index.ndim - 1),
+            distributed.global_replicated(self.replicated, keys))
 
 
 def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:

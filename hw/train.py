@@ -86,10 +86,11 @@ def train_epoch(state: TrainState, programs: Programs, split: DeviceSplit, *, se
     stop = min(start + stride, steps)
     if programs.per_batch:
       state, loss, correct = programs.step(state, split.images, split.labels,
-                                           batch_index[start], keys[start])
+                                           *programs.feed(batch_index[start], keys[start]))
     else:
       state, loss, correct = programs.chunk(state, split.images, split.labels,
-                                            batch_index[start:stop], keys[start:stop])
+                                            *programs.feed(batch_index[start:stop],
+                                                           keys[start:stop]))
     losses_.append(loss)
     corrects.append(correct)
     for hook in hooks:
@@ -104,7 +105,8 @@ def _total(parts: Sequence[Any]) -> float:
 
 
 def place(programs: Programs, split: DeviceSplit) -> DeviceSplit:
-  """``split`` on the devices ``programs`` run on (replicated over a data-parallel mesh)."""
+  """``split`` on the devices ``programs`` run on (replicated over a data-parallel mesh,
+  which may span several processes)."""
   if programs.mesh is None:
     return split
   images, labels = programs.place((split.images, split.labels))
