@@ -14,7 +14,7 @@ import optax
 
 import hw.ops
 from hw.optim import transforms
-from hw.studies import _common
+from hw.studies import _common, _runs
 from hw.studies.optimizers.settings import COLOURS, NAME, NAMES, QUICK, MlpSettings
 
 
@@ -133,7 +133,9 @@ def run_mlp(mnist=None, *, settings: MlpSettings = QUICK, data_dir=None) -> dict
         "val_accuracy_standard_error": math.sqrt(
             best_run["final_val_accuracy"] * (1 - best_run["final_val_accuracy"])
             / len(validation)),
-        "test_accuracy": test_acc, "test_loss": test_loss, "grid": runs}
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "top_k": _runs.top_k_errors(np.asarray(mlp_logits(best_params, test_x)), test_y),
+        "grid": runs}
   ranking = sorted(NAMES, key=lambda n: (-per_optimizer[n]["val_accuracy"],
                                          per_optimizer[n]["val_loss"]))
   return {"settings": dataclasses.asdict(settings), "standardisation": {"mean": mean, "std": std},
