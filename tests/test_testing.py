@@ -11,7 +11,7 @@ import pytest
 
 import hw.ops
 import hw.testing
-from hw.testing import Case, cases, check_vjp
+from hw.testing import DEFAULT_OPTIONS, Case, cases, check_vjp
 from hw.verification import references as ref
 
 
@@ -247,4 +247,14 @@ def test_check_vjp_passes_hw_registry_cases(spec, case):
 @pytest.mark.parametrize(("spec", "case"), _registry_cases(),
                          ids=lambda v: getattr(v, "name", None))
 def test_check_vjp_passes_every_hw_registry_case(spec, case):
-  check_vjp(spec.bind(), case, reference=spec.reference, rtol=spec.tolerance)
+  # float32 only on the row's float32 case, as hw verify runs it: elsewhere a case may sit
+  # where float32 cannot be accurate (t-SNE's nearly-collapsed KL is ~3e-4, a difference of
+  # O(1) terms, so float32 rounding alone is ~1e-3 of it)
+  # The finite-difference step is 1e-3 of the input's spread; the nearly-collapsed t-SNE/SNE
+  # points spread over ~1e-3 but the cost varies on the kernel's unit scale, so that step
+  # (~1e-6) leaves mostly rounding in the differences: 0.1 of the spread is used there.
+  from hw.verification.registry import case_key
+  f32_case = spec.make_cases(case_key(0, spec.name))[spec.float32_case]
+  check_vjp(spec.bind(), case, reference=spec.reference, rtol=spec.tolerance,
+            float32=case.name == f32_case.name,
+            fd_step=0.1 if case.name == "nearly-collapsed" else DEFAULT_OPTIONS["fd_step"])
