@@ -234,7 +234,7 @@ def _top_k_cell(results: Mapping[str, Any]) -> str:
   errors = results
   if results.get("top_k"):
     if len(results["top_k"]) > 1:
-      return f"{len(results['top_k'])} classifiers: see its section"
+      return f"{len(results['top_k'])} classifiers: listed in REPORT.md"
     (errors,) = results["top_k"].values()
   if "top1_error" not in errors:
     return "—"

@@ -19,7 +19,7 @@ def test_a_study_lists_the_errors_of_each_classifier():
   assert report._top_k_cell(one) == "4.00% / 0.10%"
   two = {"top_k": {"cnn": {"top1_error": 0.04, "top5_error": 0.001},
                    "mlp": {"top1_error": 0.5, "top5_error": 0.2}}, "study_version": 1}
-  assert report._top_k_cell(two) == "2 classifiers: see its section"
+  assert report._top_k_cell(two) == "2 classifiers: listed in REPORT.md"
   assert report._classifier_errors(two)[-2:] == ["| cnn | 4.00% | 0.10% |",
                                                  "| mlp | 50.00% | 20.00% |"]
   assert report._classifier_errors({"study_version": 1}) == []
