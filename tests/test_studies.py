@@ -79,7 +79,7 @@ def test_optimizers_study_on_a_small_data_set(tmp_path):
     best = max(entry["grid"], key=lambda r: (r["final_val_accuracy"], -r["final_val_loss"]))
     assert best["learning_rate"] == entry["best_learning_rate"]  # selected on validation
     assert entry["top_k"] == {"top1_error": pytest.approx(1 - entry["test_accuracy"], abs=1e-6)}
-    assert saved["top_k"][f"Q4.4 MLP with {name} (lr {entry['best_learning_rate']:g})"] == \
+    assert saved["top_k"][f"MLP, 16 hidden units, {name} (lr {entry['best_learning_rate']:g})"] == \
         entry["top_k"]  # 4 classes: top-1 only
   assert max(saved["test_accuracy"].values()) > 0.5  # 4 classes: well above chance
   # The 2-D problems: everything the ranking says is consistent with the numbers.

@@ -43,7 +43,8 @@ def run_optimizers(workdir: os.PathLike, *, mnist=None, quick: bool = True, data
       "best_learning_rate": {n: mlp["per_optimizer"][n]["best_learning_rate"] for n in NAMES},
       "val_accuracy": {n: mlp["per_optimizer"][n]["val_accuracy"] for n in NAMES},
       "test_accuracy": {n: mlp["per_optimizer"][n]["test_accuracy"] for n in NAMES},
-      "top_k": {f"Q4.4 MLP with {n} (lr {mlp['per_optimizer'][n]['best_learning_rate']:g})":
+      "top_k": {f"MLP, {mlp['settings']['hidden']} hidden units, {n} "
+                f"(lr {mlp['per_optimizer'][n]['best_learning_rate']:g})":
                 mlp["per_optimizer"][n]["top_k"] for n in NAMES},
       "seconds": {"toy_problems": toy_seconds,
                   "mnist_mlp": time.perf_counter() - start - toy_seconds},
