@@ -93,10 +93,13 @@ def _parameters(results_dir: pathlib.Path) -> list[np.ndarray]:
 
 @pytest.mark.no_network
 @pytest.mark.timeout(240)
-def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys):
+def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys, monkeypatch):
   """Two processes with two CPU devices each (4 in the mesh) against one process on one."""
   from experiments import cli as app
   from hw import experiment
+  # all three on the deterministic stand-in data (no target): the subprocesses get no HW_*
+  # variables, and `make test` exports HW_DATA_DIR, which would pick the course data here
+  monkeypatch.delenv("HW_DATA_DIR", raising=False)
   env = {key: value for key, value in os.environ.items()
          if not key.startswith(("HW_", "XLA_FLAGS", "SLURM_", "JAX_"))}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), HW_NO_PROGRESS="1",
