@@ -235,9 +235,11 @@ def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
     return {**record, "status": "skipped", "message": message}
   if not force and path.exists():
     try:
-      if study_module.finished(json.loads(path.read_text()), study):
+      earlier = json.loads(path.read_text())
+      if study_module.finished(earlier, study):
         print(f"[reproduce] {study.name}: already complete in {results_dir} (use --force to rerun)")
-        return {**record, "status": "complete", "message": "finished earlier; not rerun"}
+        status = "short of target" if earlier.get("meets_target") is False else "complete"
+        return {**record, "status": status, "message": "finished earlier; not rerun"}
     except json.JSONDecodeError:
       pass
   print(f"\n== {study.title} ({study.profile}) ==", flush=True)

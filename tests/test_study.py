@@ -51,6 +51,21 @@ def test_a_study_runs_writes_json_and_its_report_section(tmp_path):
   assert reproduce.main(argv, catalog=_catalog(study)) == 0 and calls == ["quick"]  # not rerun
 
 
+def test_a_finished_study_short_of_its_target_stays_a_failure_when_not_rerun(tmp_path):
+  calls = []
+
+  def run(workdir, *, profile, data_dir):
+    calls.append(profile)
+    _figure(workdir, "short.png")
+    return {"summary": ["measured 7"], "figures": ["short.png"], "meets_target": False}
+  study = Study(name="short", title="Short study", run=run, target=0.9)
+  argv = ["--only", "short", "--results-dir", str(tmp_path)]
+  assert reproduce.main(argv, catalog=_catalog(study)) == 1
+  assert reproduce.main(argv, catalog=_catalog(study)) == 1 and calls == ["quick"]  # not rerun
+  state = json.loads((tmp_path / "reproduce_state.json").read_text())
+  assert state["experiments"]["short"]["status"] == "short of target"
+
+
 def test_a_broken_study_is_a_failure(tmp_path):
   study = Study(name="broken", title="Broken study", run=lambda workdir, **kw: {"summary": []})
   assert reproduce.main(["--only", "broken", "--results-dir", str(tmp_path)],
