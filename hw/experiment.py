@@ -282,8 +282,7 @@ def top_k_errors(state: core.TrainState, programs: core.Programs,
   if scores.ndim == 1:  # one score s per sample, class 1 when s > 0: scores (0, s)
     scores = np.stack([np.zeros_like(scores), scores], axis=1)
     labels = (labels > 0).astype(np.int32)
-  return {f"top{k}_error": float(metrics.top_k_error(scores, labels, k))
-          for k in metrics.TOP_K if k <= scores.shape[1]}
+  return metrics.top_k_errors(scores, labels)
 
 
 def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,

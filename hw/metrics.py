@@ -7,11 +7,12 @@ import jax.numpy as jnp
 TOP_K = (1, 5)  # the k of every top-k error the reports give
 
 
-def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
-  """Fraction of samples whose true label is not among the k highest scores.
+def top_k_hits(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
+  """Per sample, whether the true label is among the k highest scores.
 
   A label counts as in the top k when fewer than ``k`` classes score strictly higher
-  than it (so a tie with the k-th score counts as a hit).
+  than it (so a tie with the k-th score counts as a hit). Jittable (the checks are on
+  static shapes).
 
   Args:
     scores: (N, K) class scores (logits or probabilities).
@@ -19,7 +20,7 @@ def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
     k: how many of the highest scores count, 1 <= k <= K.
 
   Returns:
-    Scalar float in [0, 1].
+    (N,) booleans.
   """
   scores = jnp.asarray(scores)
   labels = jnp.asarray(labels)
@@ -30,8 +31,29 @@ def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
   if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= scores.shape[1]:
     raise ValueError(f"`k` must be an integer in [1, {scores.shape[1]}], got {k!r}")
   true_scores = jnp.take_along_axis(scores, labels[:, None].astype(jnp.int32), axis=1)
-  higher = jnp.sum(scores > true_scores, axis=1)
-  return jnp.mean((higher >= k).astype(jnp.float32))
+  return jnp.sum(scores > true_scores, axis=1) < k
+
+
+def top_k_error(scores: jax.Array, labels: jax.Array, k: int = 1) -> jax.Array:
+  """Fraction of samples whose true label is not among the k highest scores
+  (:func:`top_k_hits`; a tie with the k-th score counts as a hit).
+
+  Args:
+    scores: (N, K) class scores (logits or probabilities).
+    labels: (N,) integer true classes in [0, K).
+    k: how many of the highest scores count, 1 <= k <= K.
+
+  Returns:
+    Scalar float in [0, 1].
+  """
+  return jnp.mean((~top_k_hits(scores, labels, k)).astype(jnp.float32))
+
+
+def top_k_errors(scores: jax.Array, labels: jax.Array) -> dict[str, float]:
+  """``{"top1_error": …, "top5_error": …}``: :func:`top_k_error` for each k of
+  :data:`TOP_K` up to the number of classes K of the (N, K) ``scores``."""
+  return {f"top{k}_error": float(top_k_error(scores, labels, k))
+          for k in TOP_K if k <= jnp.shape(scores)[1]}
 
 
 def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array:

@@ -80,14 +80,7 @@ class Trained:
 
   def top_k_errors(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``{"top1_error", "top5_error"}`` of the model on (images, labels)."""
-    return top_k_errors(self.predict(images), labels)
-
-
-def top_k_errors(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-  """``{"top1_error": …, "top5_error": …}`` of (N, K) ``scores`` (:func:`hw.metrics.top_k_error`;
-  each k of :data:`hw.metrics.TOP_K` up to K)."""
-  return {f"top{k}_error": float(metrics.top_k_error(scores, np.asarray(labels), k))
-          for k in metrics.TOP_K if k <= np.shape(scores)[1]}
+    return metrics.top_k_errors(self.predict(images), np.asarray(labels))
 
 
 def parameter_count(params: Any) -> int:

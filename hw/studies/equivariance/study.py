@@ -11,6 +11,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from hw import metrics
 from hw import train as core
 from hw.config import ExperimentConfig
 from hw.splits import Split
@@ -91,8 +92,10 @@ def run(workdir: str | os.PathLike, *, profile: str, data_dir: str | os.PathLike
   offsets = random_offsets(len(test.labels), size, seed=settings.seed + 1)
   centred_test = place(test.images, np.full((len(test.labels), 2), centre), size)
   random_test = place(test.images, offsets, size)
-  correct = {name: model.correct(random_test, test.labels)
-             for name, model in (("cnn", gp_cnn), ("mlp", wide_mlp))}
+  random_scores = {name: model.predict(random_test)
+                   for name, model in (("cnn", gp_cnn), ("mlp", wide_mlp))}
+  correct = {name: np.argmax(scores, axis=-1) == test.labels
+             for name, scores in random_scores.items()}
   random_accuracy = {name: float(np.mean(c)) for name, c in correct.items()}
   centred_accuracy = {name: model.accuracy(centred_test, test.labels)
                       for name, model in (("cnn", gp_cnn), ("mlp", wide_mlp))}
@@ -149,9 +152,10 @@ def run(workdir: str | os.PathLike, *, profile: str, data_dir: str | os.PathLike
       "top_k": {
           "CNN, 28×28 test (unshifted)": cnn.top_k_errors(test.images, test.labels),
           "MLP, 28×28 test (unshifted)": mlp.top_k_errors(test.images, test.labels),
-          "global-pool CNN, 48×48, random placement": gp_cnn.top_k_errors(random_test,
-                                                                          test.labels),
-          "MLP, 48×48, random placement": wide_mlp.top_k_errors(random_test, test.labels)},
+          "global-pool CNN, 48×48, random placement": metrics.top_k_errors(
+              random_scores["cnn"], test.labels),
+          "MLP, 48×48, random placement": metrics.top_k_errors(random_scores["mlp"],
+                                                                test.labels)},
       "data": {"source": mnist.source, "train": len(train.labels),
                "canvas_train": len(canvas_train.labels), "validation": len(validation.labels),
                "test": len(test.labels), "canvas": size},

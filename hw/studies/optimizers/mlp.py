@@ -14,7 +14,8 @@ import optax
 
 import hw.ops
 from hw.optim import transforms
-from hw.studies import _common, _runs
+from hw import metrics
+from hw.studies import _common
 from hw.studies.optimizers.settings import COLOURS, NAME, NAMES, QUICK, MlpSettings
 
 
@@ -134,7 +135,7 @@ def run_mlp(mnist=None, *, settings: MlpSettings = QUICK, data_dir=None) -> dict
             best_run["final_val_accuracy"] * (1 - best_run["final_val_accuracy"])
             / len(validation)),
         "test_accuracy": test_acc, "test_loss": test_loss,
-        "top_k": _runs.top_k_errors(np.asarray(mlp_logits(best_params, test_x)), test_y),
+        "top_k": metrics.top_k_errors(np.asarray(mlp_logits(best_params, test_x)), test_y),
         "grid": runs}
   ranking = sorted(NAMES, key=lambda n: (-per_optimizer[n]["val_accuracy"],
                                          per_optimizer[n]["val_loss"]))

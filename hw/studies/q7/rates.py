@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hw import ops
+from hw import metrics, ops
 from hw.studies import _runs
 from hw.studies.q7.shared import MNIST_NORMALIZE, Settings, _normalized, layer_names
 
@@ -163,7 +163,7 @@ def learning_rates(split: _runs.MnistSplits, settings: Settings, profile: str) -
     if params is not None and entry.get("diverged_at_step") is None:
       scores = _runs.predict(model, {"params": params}, test.images, MNIST_NORMALIZE)
       entry["test_accuracy"] = float(np.mean(np.argmax(scores, -1) == test.labels))
-      entry["top_k"] = _runs.top_k_errors(scores, test.labels)
+      entry["top_k"] = metrics.top_k_errors(scores, test.labels)
       entry["dead_units"] = dead_units(params, _normalized(test.images[:settings.probe_size]))
     else:
       entry["test_accuracy"] = entry["dead_units"] = entry["top_k"] = None

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from hw import ops, randomness
+from hw import metrics, ops, randomness
 
 
 # XLA:CPU's YNN library fusion merges model 4's first convolution and max pool into one
@@ -160,13 +160,12 @@ def _train_program(model: int, reductions: tuple[str, ...]) -> Callable:
 def _eval_program(model: int) -> Callable:
   """jitted (params [M, ...], images, labels) -> (correct [M], summed loss [M], top-5 hits [M]).
 
-  A top-5 hit: fewer than 5 classes score strictly higher than the true one (as
-  :func:`hw.metrics.top_k_error` counts)."""
+  A top-5 hit is :func:`hw.metrics.top_k_hits`' (fewer than 5 classes score strictly
+  higher than the true one)."""
   def one(params, images, labels):
     logits = apply(model, params, images)
     correct = jnp.sum(jnp.argmax(logits, axis=-1) == labels)
-    true = jnp.take_along_axis(logits, labels[:, None], axis=1)
-    top5 = jnp.sum(jnp.sum(logits > true, axis=1) < 5)
+    top5 = jnp.sum(metrics.top_k_hits(logits, labels, 5))
     return correct, ops.softmax_cross_entropy(logits, labels, reduction="sum"), top5
 
   def program(params, images, labels):
