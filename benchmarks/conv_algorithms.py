@@ -23,22 +23,23 @@ from hw.ops import convolution
 
 KNOBS = ("_IM2COL_MAX_INPUT_CHANNELS", "_IM2COL_FORWARD_MAX_OUTPUT_CHANNELS",
          "_SHIFT_FORWARD_MAX_MACS", "_MATMUL_KERNEL_GRAD_MAX_TAPS",
-         "_MATMUL_KERNEL_GRAD_MAX_POSITIONS")
+         "_MATMUL_KERNEL_GRAD_MAX_POSITIONS", "_IM2COL_MAX_POSITIONS")
 BIG = 10**9
 # policy name -> values of KNOBS (0 turns an algorithm off, BIG forces it where it applies)
 POLICIES: dict[str, tuple[int, ...]] = {
-    "lax": (0, 0, 0, 0, 0),
-    "lax matmul dW": (0, 0, 0, BIG, BIG),
-    "lax fwd+im2col bwd": (BIG, 0, 0, 0, 0),
-    "im2col": (BIG, BIG, 0, 0, 0),
-    "shift fwd+im2col bwd": (BIG, 0, BIG, 0, 0),
+    "lax": (0, 0, 0, 0, 0, 0),
+    "lax matmul dW": (0, 0, 0, BIG, BIG, 0),
+    "lax fwd+im2col bwd": (BIG, 0, 0, 0, 0, 0),
+    "im2col": (BIG, BIG, 0, 0, 0, BIG),
+    "shift fwd+im2col bwd": (BIG, 0, BIG, 0, 0, 0),
 }
 # (input height = width, input channels, output channels, kernel size, padding)
 SHAPES = [(28, 1, 32, 7, "VALID"), (28, 1, 8, 3, "SAME"), (28, 1, 16, 3, "VALID"),
           (28, 1, 32, 5, "VALID"), (28, 1, 32, 3, "SAME"), (14, 8, 8, 3, "SAME"),
           (13, 16, 32, 3, "VALID"), (13, 32, 64, 3, "VALID"), (14, 32, 64, 3, "SAME"),
           (12, 32, 64, 5, "VALID"),
-          (32, 3, 32, 3, "SAME"), (16, 32, 32, 3, "SAME"), (8, 64, 64, 3, "SAME")]
+          (32, 3, 32, 3, "SAME"), (16, 32, 32, 3, "SAME"), (8, 64, 64, 3, "SAME"),
+          (4, 64, 64, 3, "SAME"), (2, 64, 64, 3, "SAME"), (2, 256, 256, 3, "SAME")]
 
 
 @contextlib.contextmanager

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from hw.ops import _checks
 # The paths live in hw.ops._conv_paths; the dispatchers below (_forward, _kernel_grad,
@@ -77,6 +78,10 @@ _SHIFT_FORWARD_MAX_MACS = 784
 # patches costs more than the convolution loses.
 _MATMUL_KERNEL_GRAD_MAX_TAPS = 9
 _MATMUL_KERNEL_GRAD_MAX_POSITIONS = 121
+# A wide layer with a tiny output (OH·OW ≤ this, e.g. 3×3 SAME on the 2×2 maps at the end
+# of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run 8-14× slower there than
+# the matmuls (100×2×2×256 -> 256: 344 vs 23 CPU-ms f+b), and no faster on 4×4 maps.
+_IM2COL_MAX_POSITIONS = 4
 
 
 class Algorithm(NamedTuple):
@@ -150,6 +155,8 @@ def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int]) -> str:
     if filters <= _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS:
       return "im2col"
     return "lax_im2col"
+  if math.prod(out_hw) <= _IM2COL_MAX_POSITIONS:
+    return "im2col"
   if (math.prod(kernel_hw) <= _MATMUL_KERNEL_GRAD_MAX_TAPS
       and math.prod(out_hw) <= _MATMUL_KERNEL_GRAD_MAX_POSITIONS):
     return "lax_matmul_dw"
@@ -221,7 +228,13 @@ def _input_grad(dy, w, g: _Geometry):
 
 
 def _bias_grad(dy, b):
-  return None if b is None else jnp.sum(dy, axis=tuple(range(dy.ndim - 1)))
+  """db[f] = Σ_{n,i,j} dY[n,i,j,f], as the matmul 1ᵀ · dY(M × F): XLA:CPU's reduction,
+  fused behind a max pool's backward, ran ~2.5× slower than the whole rest of that
+  layer's backward (UCL model 4's first conv: 11.3 vs 4.4 CPU-ms; measurements.md)."""
+  if b is None:
+    return None
+  rows = dy.reshape(-1, dy.shape[-1])
+  return lax.dot(jnp.ones((rows.shape[0],), dy.dtype), rows, precision=lax.Precision.HIGHEST)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))

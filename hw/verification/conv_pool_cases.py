@@ -53,6 +53,7 @@ def conv2d_cases(key):
   return [
       _conv2d_case("picks-shift", rng, (2, 6, 5, 1), (3, 3, 1, 2)),
       _conv2d_case("picks-im2col", rng, (1, 6, 6, 4), (5, 5, 4, 8), padding="SAME"),
+      _conv2d_case("picks-im2col-tiny-map", rng, (2, 2, 2, 6), (3, 3, 6, 5), padding="SAME"),
       _conv2d_case("picks-lax_im2col", rng, (1, 6, 6, 1), (5, 5, 1, 32), bias=False),
       _conv2d_case("picks-lax_matmul_dw", rng, (2, 5, 5, 5), (3, 3, 5, 2), padding=1),
       _conv2d_case("picks-lax", rng, (2, 6, 6, 5), (4, 4, 5, 2), stride=2, padding="SAME"),
