@@ -223,16 +223,34 @@ def _crashed(record: dict[str, Any], error: Exception) -> dict[str, Any]:
 
 def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
               force: bool) -> dict[str, Any]:
-  """Run one study (or skip it when its results are complete); returns its status record."""
+  """Run one study (or skip it when its results are complete); returns its status record.
+
+  A study is a one-process program: with several processes, process 0 runs it on its own
+  devices while the others wait for it (up to ``hw.distributed.SYNC_TIMEOUT_S``), and all
+  return process 0's record."""
+  if distributed.process_count() == 1:
+    return _run_study_here(study, results_dir, data_dir=data_dir, force=force)
+  record = None
+  if distributed.is_writer():
+    try:
+      record = _run_study_here(study, results_dir, data_dir=data_dir, force=force)
+    except Exception as error:  # the others are waiting: they must hear of it
+      record = _crashed(_study_record(study), error)
+  else:
+    print(f"[reproduce] {study.name}: run by process 0; waiting for it", flush=True)
+  return distributed.broadcast_json(record)
+
+
+def _study_record(study: Study) -> dict[str, Any]:
+  return {"title": study.title, "reported": list(study.reported), "target": study.target,
+          "profile": study.profile}
+
+
+def _run_study_here(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
+                    force: bool) -> dict[str, Any]:
   from hw import data, experiment
-  record: dict[str, Any] = {"title": study.title, "reported": list(study.reported),
-                            "target": study.target, "profile": study.profile}
+  record = _study_record(study)
   path = results_dir / f"{study.name}.json"
-  if distributed.process_count() > 1:
-    message = (f"studies run in one process: run `hw reproduce --only {study.name}` "
-               f"without --num-processes / --distributed")
-    print(f"[reproduce] {study.name}: skipped, {message}", file=sys.stderr)
-    return {**record, "status": "skipped", "message": message}
   if not force and path.exists():
     try:
       earlier = json.loads(path.read_text())
@@ -370,14 +388,10 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
   state["exit_code"] = 1 if failures else 0
   _save(results_dir, state, experiments)
   skipped = [n for n in names if state["experiments"][n]["status"] == "skipped"]
-  studies = [n for n in skipped if state["experiments"][n]["message"].startswith("studies")]
-  skipped = [n for n in skipped if n not in studies]
   print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}"
         + ("" if distributed.is_writer() else " (written by process 0)"))
   if skipped:
     print(f"[reproduce] skipped for lack of data: {', '.join(skipped)}")
-  if studies:
-    print(f"[reproduce] skipped, as studies run in one process: {', '.join(studies)}")
   if failures:
     print("[reproduce] FAILURES:\n  " + "\n  ".join(failures), file=sys.stderr)
   return state["exit_code"]

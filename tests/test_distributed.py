@@ -45,18 +45,28 @@ TEN_CLASSES = textwrap.dedent("""
 TEN_KEYS = ("test_accuracy", "test_loss", "top1_error", "top5_error")
 
 # Each process: `hw train` through the console script's main, then `hw reproduce` of a
-# one-experiment catalog twice (trained, then found complete), all with the same flags;
+# catalog of one grid experiment and one study twice (run, then found complete), all with
+# the same flags;
 # then the ten classes through hw.experiment directly.
 SCRIPT = TEN_CLASSES + textwrap.dedent("""
     import json, sys
     from experiments import cli as app
     from hw import experiment, reproduce
 
+    from hw.study import Study
+
+    def toy_run(workdir, **kwargs):  # a one-process JAX program, as the real studies are
+      import jax.numpy as jnp
+      total = float(jnp.sum(jnp.arange(10.0)))
+      return {"summary": [f"sum {total:g}"], "figures": [], "meets_target": total == 45.0}
+
+    TOY = Study(name="toy", title="toy", run=toy_run, target=1.0)
+
     class Tiny:
-      EXPERIMENTS = ("tiny",)
+      EXPERIMENTS = ("tiny", "toy")
       PROFILES = ("quick",)
       canonical_name = staticmethod(lambda text: text)
-      get_config = staticmethod(lambda name, profile: ExperimentConfig(
+      get_config = staticmethod(lambda name, profile: TOY if name == "toy" else ExperimentConfig(
           name="tiny", title="tiny", dataset="binary", model="mlp",
           model_kwargs={"hidden_sizes": (8,)}, loss="logistic", optimizer="sgd",
           learning_rate=0.3, batch_size=100, epochs=2, weight_scale=None,
@@ -65,8 +75,8 @@ SCRIPT = TEN_CLASSES + textwrap.dedent("""
     train, flags = json.loads(sys.argv[1]), sys.argv[2:]
     codes = [app.main(train + ["--results-dir", "r"] + flags)]
     for _ in range(2):
-      codes.append(reproduce.main(["--only", "tiny", "--results-dir", "rep"] + flags,
-                                  catalog=Tiny()))
+      codes.append(reproduce.main(["--only", "tiny", "--only", "toy", "--results-dir", "rep"]
+                                  + flags, catalog=Tiny()))
     print("CODES" + json.dumps(codes))
     config, splits = ten_classes()
     ten = experiment.train_and_evaluate(config, "ten", splits=splits, plot=False)
@@ -154,6 +164,13 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys
   assert tiny["status"] == "complete" and len(tiny["grid"]) == 2
   state = json.loads((first / "rep" / "reproduce_state.json").read_text())
   assert state["experiments"]["tiny"]["message"] == "finished earlier; not retrained"
+  # the study: run once, by process 0 alone (process 1 waited and wrote nothing)
+  toy = json.loads((first / "rep" / "toy.json").read_text())
+  assert toy["status"] == "complete" and toy["summary"] == ["sum 45"]
+  assert toy["meets_target"] is True
+  assert state["experiments"]["toy"]["status"] == "complete"
+  assert state["experiments"]["toy"]["message"] == "finished earlier; not rerun"
+  assert "toy: run by process 0" in outputs[1][0]
   assert (first / "rep" / "REPORT.md").exists()
 
 
