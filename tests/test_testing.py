@@ -11,7 +11,7 @@ import pytest
 
 import hw.ops
 import hw.testing
-from hw.testing import DEFAULT_OPTIONS, Case, cases, check_vjp
+from hw.testing import Case, cases, check_vjp
 from hw.verification import references as ref
 
 
@@ -83,6 +83,21 @@ def test_integer_labels_get_float0_and_a_case_carries_its_options():
   (row,) = [r for r in report.rows if r.check == "float0"]
   assert row.input == "labels" and row.passed
   assert report.name == "softmax_cross_entropy[sum]"
+
+
+def test_a_case_carries_its_finite_difference_step():
+  # t-SNE's nearly-collapsed points spread over ~1e-3 while the cost varies on the unit
+  # scale: the default step (1e-3 of the spread) leaves mostly rounding, the case's 0.1 not
+  import hw.tsne
+  from hw.tsne import reference as tsne_reference
+  from hw.tsne import verification as tsne_verification
+  (case,) = [c for c in tsne_verification.make_cases(jax.random.key(0))
+             if c.name == "nearly-collapsed"]
+  assert case.fd_step == 0.1
+  check_vjp(hw.tsne.tsne_kl, case, reference=tsne_reference.tsne_kl, float32=False)
+  with pytest.raises(AssertionError, match="finite"):
+    check_vjp(hw.tsne.tsne_kl, case, reference=tsne_reference.tsne_kl, float32=False,
+              fd_step=1e-3)
 
 
 def test_a_wrong_gradient_dtype_is_named():
@@ -250,11 +265,8 @@ def test_check_vjp_passes_every_hw_registry_case(spec, case):
   # float32 only on the row's float32 case, as hw verify runs it: elsewhere a case may sit
   # where float32 cannot be accurate (t-SNE's nearly-collapsed KL is ~3e-4, a difference of
   # O(1) terms, so float32 rounding alone is ~1e-3 of it)
-  # The finite-difference step is 1e-3 of the input's spread; the nearly-collapsed t-SNE/SNE
-  # points spread over ~1e-3 but the cost varies on the kernel's unit scale, so that step
-  # (~1e-6) leaves mostly rounding in the differences: 0.1 of the spread is used there.
+  # (a case's own finite-difference step, Case.fd_step, applies: t-SNE's nearly-collapsed)
   from hw.verification.registry import case_key
   f32_case = spec.make_cases(case_key(0, spec.name))[spec.float32_case]
   check_vjp(spec.bind(), case, reference=spec.reference, rtol=spec.tolerance,
-            float32=case.name == f32_case.name,
-            fd_step=0.1 if case.name == "nearly-collapsed" else DEFAULT_OPTIONS["fd_step"])
+            float32=case.name == f32_case.name)

@@ -30,6 +30,9 @@ class Case:
     finite_differences: False at points where the op is not differentiable (kinks,
       max-pool ties), where only the comparison with the reference applies.
     why_no_fd: the reason when ``finite_differences`` is False.
+    fd_step: :func:`hw.testing.check_vjp`'s finite-difference step relative to each
+      input's spread, where its default (1e-3) does not suit the case (None: the default;
+      an explicit ``fd_step=`` option still wins).
   """
   name: str
   args: tuple
@@ -37,6 +40,7 @@ class Case:
   differentiable: tuple[int, ...] = (0,)
   finite_differences: bool = True
   why_no_fd: str = ""
+  fd_step: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,6 +121,8 @@ def check_vjp(f: Callable, *args, reference: Callable | None = None,
       reference = functools.partial(reference, **case.kwargs)
     args = tuple(case.args)
     argnums = case.differentiable if argnums is None else argnums
+    if case.fd_step is not None and "fd_step" not in options:
+      opts["fd_step"] = case.fd_step
     if kinks is None and not case.finite_differences:
       kinks = case.why_no_fd or f"case {case.name} is marked not differentiable"
     name = opts["name"] or f"{name}[{case.name}]"
