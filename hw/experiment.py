@@ -230,9 +230,9 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
                                                 "train_loss")},
                  "train_seconds": sum(r["seconds"] for r in history), "history": history})
     if index in config.also_test:  # reported beside the selected one, not used to select
-      test = to_device(splits.test, normalize, pad)
-      grid[-1]["test_accuracy"] = core.evaluate(state, programs, test)[1]
-      grid[-1].update(top_k_errors(state, programs, test))
+      _, grid[-1]["test_accuracy"], errors = core.evaluate_with_top_k(
+          state, programs, to_device(splits.test, normalize, pad))
+      grid[-1].update(errors)
     if select(grid) == index:
       best_run = (state, programs)  # keep only the current best model in memory
   best = select(grid)
@@ -240,9 +240,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     raise core.TrainingDiverged("; ".join(point["message"] for point in grid),
                                 epoch=grid[-1]["epochs"] + 1)
   state, programs = best_run
-  test = to_device(splits.test, normalize, pad)
-  test_loss, test_accuracy = core.evaluate(state, programs, test)
-  errors = top_k_errors(state, programs, test)
+  test_loss, test_accuracy, errors = core.evaluate_with_top_k(
+      state, programs, to_device(splits.test, normalize, pad))
   results = results_record(config, splits, grid, best, test_loss, test_accuracy,
                            wall=time.perf_counter() - began, stepping=stepping,
                            device_count=device_count)
@@ -262,27 +261,6 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     from hw import report
     report.plot_learning_curves(results, workdir / f"{config.name}.png")
   return results
-
-
-def top_k_errors(state: core.TrainState, programs: core.Programs,
-                 split: DeviceSplit) -> dict[str, float]:
-  """``{"top1_error": …, "top5_error": …}`` of the model on ``split``, via
-  :func:`hw.metrics.top_k_error`: each k of :data:`hw.metrics.TOP_K` up to the number of
-  classes (a binary classifier's one score s counts as the scores (0, s): top-1 only)."""
-  split = core.place(programs, split)
-  variables = programs.place(state.variables())
-  batch = min(1000, split.images.shape[0])
-  scores = []
-  apply = jax.jit(lambda v, x: programs.model.apply(v, x, train=False),
-                  **({"out_shardings": programs.replicated} if programs.multiprocess else {}))
-  for start in range(0, split.size, batch):
-    scores.append(np.asarray(apply(variables, split.images[start:start + batch])))
-  scores = np.concatenate(scores)[:split.size]
-  labels = np.asarray(split.labels)[:split.size]
-  if scores.ndim == 1:  # one score s per sample, class 1 when s > 0: scores (0, s)
-    scores = np.stack([np.zeros_like(scores), scores], axis=1)
-    labels = (labels > 0).astype(np.int32)
-  return metrics.top_k_errors(scores, labels)
 
 
 def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,

@@ -56,6 +56,16 @@ def top_k_errors(scores: jax.Array, labels: jax.Array) -> dict[str, float]:
           for k in TOP_K if k <= jnp.shape(scores)[1]}
 
 
+def top_k_hits_by_k(scores: jax.Array, labels: jax.Array) -> dict[int, jax.Array]:
+  """``{k: top_k_hits(scores, labels, k)}`` for each k of :data:`TOP_K` up to the number
+  of classes; a binary classifier's (N,) scores s count as the two-class scores (0, s)
+  with labels ``labels > 0`` (top-1 only). Jittable."""
+  if jnp.ndim(scores) == 1:
+    scores = jnp.stack([jnp.zeros_like(scores), scores], axis=1)
+    labels = (jnp.asarray(labels) > 0).astype(jnp.int32)
+  return {k: top_k_hits(scores, labels, k) for k in TOP_K if k <= jnp.shape(scores)[1]}
+
+
 def correct_predictions(scores: jax.Array, labels: jax.Array) -> jax.Array:
   """1.0 where the prediction is right: arg-max of (N, K) scores, the sign of (N,) scores
   (positive means class 1; labels in {0, 1} or {−1, +1})."""

@@ -114,7 +114,7 @@ class Programs:
   init: Callable
   step: Callable      # (state, images, labels, index (B,), key data) -> (state, loss, correct)
   chunk: Callable     # the same over (S, B) indices, scanned
-  evaluate: Callable  # (variables, images, labels, size) -> (mean loss, accuracy)
+  evaluate: Callable  # (variables, images, labels, size) -> (mean loss, accuracy, top-k errors)
   per_batch: bool
   traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   mesh: Mesh | None = None  # the data-parallel mesh; None on one device
@@ -217,11 +217,14 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
       x, y, mask = inputs
       scores = model.apply(variables, x, train=False)
       per_example = loss.fn(scores, y, reduction="none")
+      misses = {f"top{k}_error": jnp.sum(mask & ~hits)
+                for k, hits in metrics.top_k_hits_by_k(scores, y).items()}
       return (jnp.sum(jnp.where(mask, per_example, 0.0)),
-              jnp.sum(jnp.where(mask, metrics.correct_predictions(scores, y), 0.0)))
+              jnp.sum(jnp.where(mask, metrics.correct_predictions(scores, y), 0.0)), misses)
 
-    loss_sums, correct = jax.lax.map(one, (xs, ys, valid))
-    return jnp.sum(loss_sums) / size, jnp.sum(correct) / size
+    loss_sums, correct, misses = jax.lax.map(one, (xs, ys, valid))
+    return (jnp.sum(loss_sums) / size, jnp.sum(correct) / size,
+            {name: jnp.sum(counts) / size for name, counts in misses.items()})
 
   if mesh is None:
     chunk = jax.jit(chunk, donate_argnums=(0,))

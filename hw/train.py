@@ -115,10 +115,21 @@ def place(programs: Programs, split: DeviceSplit) -> DeviceSplit:
 
 def evaluate(state: TrainState, programs: Programs, split: DeviceSplit) -> tuple[float, float]:
   """(mean loss, accuracy) of the model in inference mode over ``split``."""
+  loss, accuracy, _ = evaluate_with_top_k(state, programs, split)
+  return loss, accuracy
+
+
+def evaluate_with_top_k(state: TrainState, programs: Programs,
+                        split: DeviceSplit) -> tuple[float, float, dict[str, float]]:
+  """(mean loss, accuracy, ``{"top1_error": …, "top5_error": …}``) of the model in
+  inference mode over ``split``, in one pass. The top-k errors are those of
+  :func:`hw.metrics.top_k_error` (a tie with the k-th score counts as a hit; a binary
+  classifier's one score s counts as the scores (0, s): top-1 only), for each k of
+  :data:`hw.metrics.TOP_K` up to the number of classes."""
   split = place(programs, split)
-  loss, accuracy = programs.evaluate(programs.place(state.variables()), split.images,
-                                     split.labels, split.size)
-  return float(loss), float(accuracy)
+  loss, accuracy, errors = programs.evaluate(programs.place(state.variables()), split.images,
+                                             split.labels, split.size)
+  return float(loss), float(accuracy), {name: float(value) for name, value in errors.items()}
 
 
 def train(config: ExperimentConfig, data: TrainingData, *, num_classes: int,

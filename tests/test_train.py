@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hw import models, steps, train
+from hw import metrics, models, steps, train
 from hw.config import ExperimentConfig
 from hw.splits import Split, to_device
 
@@ -96,3 +96,28 @@ def test_a_non_finite_loss_raises_before_the_epoch_hooks(data):
     train.train(_config(model="linear", model_kwargs={}, optimizer="sgd", learning_rate=1.0,
                         lr_decay=1e30, epochs=8), data, num_classes=2, hooks=[recorder])
   assert ("epoch", caught.value.epoch) not in recorder.calls and recorder.calls[-1] == ("end",)
+
+
+def test_one_evaluation_pass_gives_loss_accuracy_and_top_k_of_the_unpadded_split():
+  rng = np.random.default_rng(1)
+  images = rng.random((137, 6, 6, 1), dtype=np.float32)
+  labels = rng.integers(0, 7, 137).astype(np.int32)
+  data = train.TrainingData(to_device(Split(images[:100], labels[:100]), None, 1),
+                            to_device(Split(images[100:], labels[100:]), None, 50))
+  assert data.validation.images.shape[0] == 50 and data.validation.size == 37  # padded
+  state, _ = train.train(_config(epochs=1), data, num_classes=7)
+  programs = train.PROGRAMS.get(_config(epochs=1), 7, 5)
+  loss, accuracy, errors = train.evaluate_with_top_k(state, programs, data.validation)
+  scores = np.asarray(programs.model.apply(state.variables(), images[100:], train=False))
+  expected_loss = _cross_entropy(scores.astype(np.float64), labels[100:])
+  assert loss == pytest.approx(expected_loss, rel=1e-5)
+  assert accuracy == pytest.approx(np.mean(np.argmax(scores, 1) == labels[100:]), abs=1e-6)
+  assert errors == pytest.approx(metrics.top_k_errors(scores, labels[100:]), abs=1e-6)
+  assert set(errors) == {"top1_error", "top5_error"} and errors["top5_error"] < errors["top1_error"]
+  assert train.evaluate(state, programs, data.validation) == (loss, accuracy)
+
+
+def _cross_entropy(scores: np.ndarray, labels: np.ndarray) -> float:
+  shifted = scores - scores.max(axis=1, keepdims=True)
+  log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+  return float(-np.mean(log_probs[np.arange(len(labels)), labels]))

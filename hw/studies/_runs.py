@@ -82,6 +82,13 @@ class Trained:
     """``{"top1_error", "top5_error"}`` of the model on (images, labels)."""
     return metrics.top_k_errors(self.predict(images), np.asarray(labels))
 
+  def accuracy_and_top_k(self, images: np.ndarray,
+                         labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    """:meth:`accuracy` and :meth:`top_k_errors` from one prediction of ``images``."""
+    scores, labels = self.predict(images), np.asarray(labels)
+    accuracy = float(np.mean(np.argmax(scores, axis=-1) == labels))
+    return accuracy, metrics.top_k_errors(scores, labels)
+
 
 def parameter_count(params: Any) -> int:
   return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))

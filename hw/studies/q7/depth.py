@@ -93,14 +93,14 @@ def deep_networks(split: _runs.MnistSplits, settings: Settings, profile: str) ->
         state, programs, _device(validation, config))
     trained = _runs.train_model(config, train, validation, hooks=[hook], state=state)
     test = _runs.head(split.test, settings.test_size)
+    test_accuracy, top_k = trained.accuracy_and_top_k(test.images, test.labels)
     runs[name] = {
         "activation": activation, "weight_init": "LeCun normal" if weight_scale is None
         else f"N(0, {weight_scale:g}²)",
         "config": _runs.plain_config(config), "parameters": trained.parameter_count(),
         "initial": {"val_loss": initial_loss, "val_accuracy": initial_accuracy},
         "history": trained.history, "probes": hook.records, "train_seconds": trained.seconds,
-        "test_accuracy": trained.accuracy(test.images, test.labels),
-        "top_k": trained.top_k_errors(test.images, test.labels)}
+        "test_accuracy": test_accuracy, "top_k": top_k}
   return runs
 
 

@@ -119,8 +119,8 @@ def dropout_network(split: _runs.MnistSplits, settings: Settings, profile: str,
   rules = evaluate_rules(trained.params, test.images, test.labels, rate=settings.dropout_rate,
                          mask_draws=settings.mask_draws, mc_passes=settings.mc_passes,
                          seed=settings.seed, activation=activation)
-  engine_accuracy = trained.accuracy(test.images, test.labels)
+  engine_accuracy, engine_top_k = trained.accuracy_and_top_k(test.images, test.labels)
   return {"config": _runs.plain_config(config), "parameters": trained.parameter_count(),
           "history": trained.history, "train_seconds": trained.seconds, "rate": settings.dropout_rate,
           "rules": rules, "engine_test_accuracy": engine_accuracy,
-          "engine_top_k": trained.top_k_errors(test.images, test.labels)}
+          "engine_top_k": engine_top_k}
