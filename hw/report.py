@@ -277,6 +277,20 @@ def update_readme(readme: str | os.PathLike, results_dir: str | os.PathLike,
   return new != text
 
 
+def _call_lines(call: Mapping[str, Any] | None) -> list[str]:
+  """The wall time of the last ``hw reproduce`` call and what it ran."""
+  if not call:
+    return []
+  parts = [f"hw {check}" for check in call["checks"]]
+  count, reused = len(call["experiments"]), call["reused"]
+  if count:
+    parts.append(f"{count} experiment{'s' if count != 1 else ''}" + (
+        f" ({len(reused)} finished earlier and reused: {', '.join(reused)})" if reused else ""))
+  when = "" if call.get("finished") else " so far (the call did not finish)"
+  return [f"Last `hw reproduce` call: {call['seconds'] / 60:.1f} min wall{when} for "
+          f"{', '.join(parts)}.", ""]
+
+
 def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
                  experiments: Sequence[str]) -> pathlib.Path:
   """(Re)write ``results_dir/REPORT.md`` from ``state`` and every ``<name>.json`` present.
@@ -292,6 +306,7 @@ def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
   now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   lines = ["# `hw reproduce` report", "",
            f"Updated {now}; profile `{state.get('profile', '?')}`.", "",
+           *_call_lines(state.get("last_call")),
            "## Checks", "",
            _step_line("hw verify (every hand-written VJP against autodiff and finite differences)",
                       state.get("verify")),

@@ -198,7 +198,8 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
       report.plot_learning_curves(results, png)
     print(f"[reproduce] {config.name}: already complete in {results_dir} (use --force to retrain)")
     status = "short of target" if results["meets_target"] is False else "complete"
-    return {**record, "status": status, "message": "finished earlier; not retrained"}
+    return {**record, "status": status, "message": "finished earlier; not retrained",
+            "reused": True}
   print(f"\n== {config.title} ({config.profile}) ==", flush=True)
   began = time.perf_counter()
   try:
@@ -257,7 +258,8 @@ def _run_study_here(study: Study, results_dir: pathlib.Path, *, data_dir: str | 
       if study_module.finished(earlier, study):
         print(f"[reproduce] {study.name}: already complete in {results_dir} (use --force to rerun)")
         status = "short of target" if earlier.get("meets_target") is False else "complete"
-        return {**record, "status": status, "message": "finished earlier; not rerun"}
+        return {**record, "status": status, "message": "finished earlier; not rerun",
+                "reused": True}
     except json.JSONDecodeError:
       pass
   print(f"\n== {study.title} ({study.profile}) ==", flush=True)
@@ -352,12 +354,20 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
                                     "target": config.target, "profile": config.profile,
                                     "status": "not run", "message": "not run yet"}
   failures: list[str] = []
+  call_began = time.perf_counter()
+  call = state["last_call"] = {"checks": list(checks), "experiments": list(names),
+                               "reused": [], "seconds": 0.0, "finished": False}
+
+  def save() -> None:  # with this call's wall time so far
+    call["seconds"] = time.perf_counter() - call_began
+    _save(results_dir, state, experiments)
+
   try:
     for check in checks:
       state[check] = _check(check, results_dir)
       if state[check]["status"] != "passed":
         failures.append(f"hw {check}: {state[check]['status']}")
-      _save(results_dir, state, experiments)
+      save()
     began = time.perf_counter()
     for done, name in enumerate(names):
       elapsed = time.perf_counter() - began
@@ -377,16 +387,19 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
                                 binary_data=args.binary_data, force=args.force,
                                 named=bool(args.only), console=console)
       state["experiments"][name] = record
+      if record.get("reused"):
+        call["reused"].append(name)
       if record["status"] not in ("complete", "skipped"):
         failures.append(f"{name}: {record['status']}")
-      _save(results_dir, state, experiments)
+      save()
   except KeyboardInterrupt:
-    _save(results_dir, state, experiments)
+    save()
     print(f"\n[reproduce] interrupted; rerun the same command to resume. Report so far: "
           f"{results_dir / 'REPORT.md'}", file=sys.stderr)
     return 130
   state["exit_code"] = 1 if failures else 0
-  _save(results_dir, state, experiments)
+  call["finished"] = True
+  save()
   skipped = [n for n in names if state["experiments"][n]["status"] == "skipped"]
   print(f"\n[reproduce] report: {results_dir / 'REPORT.md'}"
         + ("" if distributed.is_writer() else " (written by process 0)"))

@@ -31,11 +31,17 @@ def test_only_one_experiment_writes_json_png_and_report(tmp_path, capsys):
   assert "learning_rate=1.0" in report and "![q2_3 learning curves](q2_3.png)" in report
   assert f"{100 * results['test_accuracy']:.2f}%" in report
   assert "Q5.3" in report  # the other questions are listed as not run
+  call = json.loads((tmp_path / reproduce.STATE_FILE).read_text())["last_call"]
+  assert call["experiments"] == ["q2_3"] and call["reused"] == [] and call["finished"]
+  assert call["seconds"] >= results["wall_time_s"]
+  assert f"Last `hw reproduce` call: {call['seconds'] / 60:.1f} min wall for 1 experiment." in report
 
   before = (tmp_path / "q2_3.json").stat().st_mtime_ns
   assert reproduce.main(argv, catalog=registry, get_config=_tiny) == code  # finished: not retrained
   assert (tmp_path / "q2_3.json").stat().st_mtime_ns == before
   assert "already complete" in capsys.readouterr().out
+  report = (tmp_path / "REPORT.md").read_text()
+  assert "for 1 experiment (1 finished earlier and reused: q2_3)." in report
 
 
 def test_an_empty_or_missing_data_dir_is_a_failure_with_the_reason(tmp_path):
