@@ -22,11 +22,11 @@ import jax
 import numpy as np
 import optax
 
-from hw import checkpoint, distributed, files, metrics, randomness, train as core
+from hw import checkpoint, distributed, files, randomness, train as core
 from hw.config import ExperimentConfig, fingerprint
 from hw.figures import FIGURES
 from hw.progress import Console
-from hw.splits import DeviceSplit, Splits, load_splits, normalization, to_device
+from hw.splits import Splits, load_splits, normalization, to_device
 from hw.steps import device_count as count_devices
 
 
