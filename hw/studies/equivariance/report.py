@@ -121,7 +121,7 @@ def _shift_verdict(curve: dict[str, list[float]]) -> str:
   cnn, mlp = curve["cnn"], curve["mlp"]
   better = [k for k in range(len(cnn)) if cnn[k] > mlp[k]]
   widest = max(range(len(cnn)), key=lambda k: cnn[k] - mlp[k])
-  lead = (f"The CNN is ahead at every shift" if len(better) == len(cnn) else
+  lead = ("The CNN is ahead at every shift" if len(better) == len(cnn) else
           f"The CNN is ahead at {len(better)} of the {len(cnn)} shifts "
           f"({', '.join(str(k) for k in better) or 'none'} px)")
   return (f"{lead}, by up to {100 * (cnn[widest] - mlp[widest]):.1f} points (at {widest} px): "
