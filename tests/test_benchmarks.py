@@ -214,6 +214,19 @@ def test_conv_algorithm_sweep(benchmarks):
   assert [getattr(convolution, knob) for knob in sweep.KNOBS] == before
 
 
+def test_malloc_tunables_compares_settings_in_separate_processes(tmp_path):
+  command = [sys.executable, "-m", "benchmarks.malloc_tunables", "--models", "q4_4",
+             "--rounds", "1", "--epochs", "2", "--images", "100", "--out", str(tmp_path)]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  text = (tmp_path / "malloc_tunables.md").read_text()
+  assert "| default | " in text and "| hugetlb | " in text
+  assert "Same final loss in every run: yes" in text
+  bad = subprocess.run([sys.executable, "-m", "benchmarks.malloc_tunables", "--epochs", "1"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert bad.returncode == 2 and "--epochs must be ≥ 2" in bad.stderr
+
+
 def _stats(median, q1, q3):
   return {"median": median, "q1": q1, "q3": q3}
 
