@@ -76,7 +76,7 @@ class Trained:
     return float(np.mean(self.correct(images, labels)))
 
   def correct(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return np.argmax(self.predict(images), axis=-1) == np.asarray(labels)
+    return _arg_max_is(self.predict(images), labels)
 
   def top_k_errors(self, images: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``{"top1_error", "top5_error"}`` of the model on (images, labels)."""
@@ -86,8 +86,12 @@ class Trained:
                          labels: np.ndarray) -> tuple[float, dict[str, float]]:
     """:meth:`accuracy` and :meth:`top_k_errors` from one prediction of ``images``."""
     scores, labels = self.predict(images), np.asarray(labels)
-    accuracy = float(np.mean(np.argmax(scores, axis=-1) == labels))
-    return accuracy, metrics.top_k_errors(scores, labels)
+    return float(np.mean(_arg_max_is(scores, labels))), metrics.top_k_errors(scores, labels)
+
+
+def _arg_max_is(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """Per sample, whether the highest of its (N, K) scores is its label."""
+  return np.argmax(scores, axis=-1) == np.asarray(labels)
 
 
 def parameter_count(params: Any) -> int:
