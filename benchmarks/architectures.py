@@ -1,7 +1,7 @@
-"""The benchmarked networks: the ``hw.models`` network and the same network as a layer list.
+"""The benchmarked networks: the ``hw.nn.models`` network and the same network as a layer list.
 
 The architecture of each experiment is the ``model`` and ``model_kwargs`` of
-``experiments/<name>.py`` (profile "full"). Column (a) runs the ``hw.models`` network
+``experiments/<name>.py`` (profile "full"). Column (a) runs the ``hw.nn.models`` network
 itself; the layer list read from its fields is what the autodiff (b) and PyTorch (c)
 versions are built from, so all three run the same shapes.
 """
@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 
 import experiments
-from hw import models
 from hw import nn as hnn
+from hw.nn import models
 
 IMAGE_SHAPE = (28, 28, 1)   # MNIST, NHWC without the batch axis
 NUM_CLASSES = 10
@@ -39,7 +39,7 @@ class Dense:
 
 
 @dataclasses.dataclass(frozen=True)
-class BatchNorm:   # hw.nn.BatchNorm's defaults, which hw.models uses
+class BatchNorm:   # hw.nn.BatchNorm's defaults, which hw.nn.models uses
   momentum: float = hnn.BatchNorm.momentum
   epsilon: float = hnn.BatchNorm.epsilon
 
@@ -74,9 +74,9 @@ class Architecture:
   Attributes:
     name: experiment id, e.g. "q5_3".
     title: short human description.
-    model: name registered in ``hw.models.MODELS``.
-    model_kwargs: keywords for ``hw.models.create_model``.
-    module: the ``hw.models`` network (every layer an ``hw.ops`` custom VJP): column (a).
+    model: name registered in ``hw.nn.models.MODELS``.
+    model_kwargs: keywords for ``hw.nn.models.create_model``.
+    module: the ``hw.nn.models`` network (every layer an ``hw.ops`` custom VJP): column (a).
     layers: the same network as a layer list, read from ``module``'s fields: what the
       autodiff (b) and PyTorch (c) versions are built from.
     image_shape: input (H, W, C).
@@ -93,7 +93,7 @@ class Architecture:
 
 
 def layers_from_module(module: nn.Module) -> tuple[Layer, ...]:
-  """The layer list of an ``hw.models`` instance (MLP or ConvNet), read from its fields.
+  """The layer list of an ``hw.nn.models`` instance (MLP or ConvNet), read from its fields.
 
   MLP: flatten, [fc–ReLU(–dropout)] per hidden size, fc. ConvNet: conv [–BN] –ReLU–pool
   [–dropout] per block, then flatten–fc [–BN]–ReLU [–dropout]–fc. VGG (the CIFAR-10
@@ -134,14 +134,14 @@ def layers_from_module(module: nn.Module) -> tuple[Layer, ...]:
       layers += [ReLU()] if relu else []
     layers += [Dropout(rate)] if rate else []
   else:
-    raise ValueError(f"no layer-list mirror for hw.models.{type(module).__name__}; "
+    raise ValueError(f"no layer-list mirror for hw.nn.models.{type(module).__name__}; "
                      f"add one in {__name__}")
   return tuple(layers + [Dense(module.num_classes)])
 
 
 def from_model(name: str, title: str, model: str, model_kwargs: Mapping[str, Any],
                dataset: str = "mnist") -> Architecture:
-  """The architecture of ``hw.models.create_model(model, **model_kwargs)`` on ``dataset``."""
+  """The architecture of ``hw.nn.models.create_model(model, **model_kwargs)`` on ``dataset``."""
   if dataset not in DATASETS:
     raise ValueError(f"{name!r} uses dataset {dataset!r}; only image models are "
                      f"benchmarked ({sorted(DATASETS)})")

@@ -6,7 +6,7 @@ and glibc hands them back to the kernel, so the next step takes a page fault for
 time in the kernel). ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc ≥ 2.35) lets malloc
 use transparent huge pages. Tunables are read when a process starts, so each setting
 trains in its own worker process: a few epochs of an experiment's quick config
-(:func:`hw.train.train`) on random data of its input shape; rounds interleaved, the order
+(:func:`hw.engine.loop.train`) on random data of its input shape; rounds interleaved, the order
 rotated each round. Reports the median seconds per epoch (the first, compiling epoch left
 out), and per epoch of the whole worker (compiling epoch included) its minor page
 faults and kernel and user CPU time; checks that every setting gives the same
@@ -30,9 +30,9 @@ SETTINGS = {"default": "", "hugetlb": "glibc.malloc.hugetlb=1"}  # GLIBC_TUNABLE
 
 
 def _worker(model: str, epochs: int, images: int) -> dict:
-  from experiments import registry
-  from hw import train
-  from hw.splits import Split, to_device
+  from experiments import catalog as registry
+  from hw.engine import loop as train
+  from hw.engine.experiment_data import Split, to_device
   config = registry.get_config(model, "quick").replace(epochs=epochs)
   shape = (32, 32, 3) if config.dataset == "cifar10" else (28, 28, 1)
   rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """(a) and (b): the JAX versions of a network and their jitted SGD train step.
 
-(a) ``hw``: the network of ``hw.models`` (``Architecture.module``, every layer an
+(a) ``hw``: the network of ``hw.nn.models`` (``Architecture.module``, every layer an
     ``hw.ops`` custom VJP) and the loss ``hw.ops.softmax_cross_entropy``.
 (b) ``autodiff``: the same layer list with standard Flax layers (``nn.Dense``, ``nn.Conv``,
     ``nn.BatchNorm``, ``nn.Dropout``, ``nn.max_pool``) and
@@ -92,7 +92,7 @@ def max_difference(x: Any, y: Any) -> float:
 
 def mirror_error(architecture: arch.Architecture, images: jax.Array, *, train: bool,
                  seed: int = 0) -> float:
-  """Largest |difference| of the scores of (a) the ``hw.models`` network and (b) its layer
+  """Largest |difference| of the scores of (a) the ``hw.nn.models`` network and (b) its layer
   list in Flax, both applied to the variables initialised for (b).
 
   The two have the same variable tree (layer names, shapes), so a small value shows the

@@ -226,7 +226,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += _target_lines(targets(models))
     lines.append("")
   if result.get("epochs"):
-    lines += ["## Measured epochs (hw.experiment on real data)", ""]
+    lines += ["## Measured epochs (hw.engine.experiment on real data)", ""]
     for e in result["epochs"]:
       lines.append(f"- {e['name']}: {e['text']}")
     lines.append("")

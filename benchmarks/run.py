@@ -15,7 +15,7 @@ Examples:
   python -m benchmarks.run --models q4_4,q5_3,q5_4,q6_1,q6_2   # what make bench runs
   python -m benchmarks.run --quick --models q4_4  # smoke test
   python -m benchmarks.report --from-json results/bench.json --out DIR   # re-render only
-  python -m benchmarks.run --epoch                # also time one real epoch via hw.experiment
+  python -m benchmarks.run --epoch                # also time one real epoch via hw.engine.experiment
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help="1: run XLA's CPU backend single-threaded (sets XLA_FLAGS before "
                            "JAX starts); default: XLA's own choice (all cores)")
   parser.add_argument("--epoch", action="store_true",
-                      help="also train one real epoch per model with hw.experiment "
+                      help="also train one real epoch per model with hw.engine.experiment "
                            "(needs HW_DATA_DIR or --data-dir)")
   parser.add_argument("--reproduce", action="store_true",
                       help="also time `hw reproduce --profile quick` (fresh, into a temporary "
@@ -95,8 +95,8 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
                 rounds: int, target_s: float, torch_threads: Sequence[int]) -> dict[str, Any]:
   """Interleaved train-step timings of (a), (b), (c) for one architecture."""
   x, y = jnp.asarray(images), jnp.asarray(labels)
-  # same variables, same scores: (b) against hw.models' (a), and (c) against (b)
-  mirrors = [("the Flax layer list (b)", "hw.models (a)", jax_models.mirror_error)]
+  # same variables, same scores: (b) against hw.nn.models' (a), and (c) against (b)
+  mirrors = [("the Flax layer list (b)", "hw.nn.models (a)", jax_models.mirror_error)]
   if torch_threads:
     mirrors.append(("the PyTorch layer list (c)", "(b)", models_torch.mirror_error))
   for what, reference, mirror_error in mirrors:
@@ -116,7 +116,7 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
   num_params = {k: t.num_params for k, t in trainers.items()}
   if len(set(num_params.values())) != 1:
     raise RuntimeError(f"{architecture.name}: the implementations disagree on the parameter "
-                       f"count {num_params}; the layer list does not mirror hw.models")
+                       f"count {num_params}; the layer list does not mirror hw.nn.models")
   cpu: dict[str, list[float]] = {}
   times = timing.interleaved({k: t.run for k, t in trainers.items()}, rounds=rounds,
                              target_s=target_s, cpu_times=cpu)
@@ -138,7 +138,7 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
   return {
       "name": architecture.name, "title": architecture.title,
       "layers": arch.describe(architecture.layers),
-      "a_impl": f"hw.models.create_model({architecture.model!r})",
+      "a_impl": f"hw.nn.models.create_model({architecture.model!r})",
       "has_conv": any(isinstance(l, arch.Conv) for l in architecture.layers),
       "num_params": num_params,
       "images_per_s": {k: _stats(v) for k, v in throughput.items()},
@@ -154,8 +154,8 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
 
 
 def measure_epoch(name: str, data_dir: str | None) -> dict[str, Any]:
-  """Train experiment ``name`` for one epoch on real data with hw.experiment (no grid)."""
-  from hw import experiment   # only --epoch needs the trainer
+  """Train experiment ``name`` for one epoch on real data with hw.engine.experiment (no grid)."""
+  from hw.engine import experiment  # only --epoch needs the trainer
   config = experiments.get_config(name, "full")
   data_dir = data_dir or os.environ.get("HW_DATA_DIR")
   if not data_dir:

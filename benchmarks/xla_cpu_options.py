@@ -3,7 +3,7 @@
 For each candidate setting (XLA_FLAGS of XLA:CPU, or a variant of the dense layer's code)
 one worker process is started with that setting (XLA_FLAGS must be set before JAX is
 imported). Each worker builds (a) the Q4.4 train step of ``benchmarks.run`` (the
-``hw.models`` MLP 784–1000–10 on ``hw.ops``, jitted SGD step of
+``hw.nn.models`` MLP 784–1000–10 on ``hw.ops``, jitted SGD step of
 ``benchmarks.models_autodiff.JaxTrainer``) and (b) the dense layers' forward+backward at
 the MLP's shapes (fc1 with its ReLU, no dX; fc2 with dX), and first checks correctness:
 the loss and the parameters after one step from the same initial parameters and batch,
@@ -155,9 +155,10 @@ def _layer_fns(setting: Setting):
 
 
 def _mlp_module(setting: Setting, hidden: int, num_classes: int):
-  """The Q4.4 network: hw.models' MLP, or for a code variant the same network (same
+  """The Q4.4 network: hw.nn.models' MLP, or for a code variant the same network (same
   parameter names, initialisers, hence the same initial parameters) on the variant ops."""
   import flax.linen as nn
+
   from benchmarks import architectures as arch
   from hw import nn as hnn
   module = arch.from_model("q4_4", "Q4.4 MLP", "mlp", {"hidden_sizes": (hidden,)}).module
@@ -602,7 +603,7 @@ def render(result: dict[str, Any]) -> str:
       f"Software: Python {m['python']}, jax {m['jax']} (jaxlib {m['jaxlib']}, backend "
       f"{m['jax_backend']})", "",
       f"Workload: (a) one jitted SGD train step of the hw.ops MLP 784–{result['config']['hidden']}"
-      f"–10 (`hw.models` 'mlp', `benchmarks.models_autodiff.JaxTrainer`, as "
+      f"–10 (`hw.nn.models` 'mlp', `benchmarks.models_autodiff.JaxTrainer`, as "
       f"`benchmarks.run`; initial parameters drawn by NumPy, the same in every process), "
       f"batch {result['config']['batch']}, float32; (b) the dense layers' "
       f"forward+backward at its shapes: fc1 = relu(x W₁ + b₁), x {result['config']['batch']}"

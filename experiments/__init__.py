@@ -3,6 +3,6 @@
 Profiles: "quick" (the whole EECS set in under 20 minutes on a 2-core CPU, still meeting
 the targets) and "full" (more epochs, wider grids).
 """
-from experiments.registry import EXPERIMENTS, PROFILES, canonical_name, check_profile, get_config
+from experiments.catalog import EXPERIMENTS, PROFILES, canonical_name, check_profile, get_config
 
 __all__ = ["EXPERIMENTS", "PROFILES", "canonical_name", "check_profile", "get_config"]

@@ -1,12 +1,12 @@
-"""hw.augmentations."""
+"""hw.engine.augmentations."""
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw import augmentations
-from hw.randomness import init_key
+from hw.engine import augmentations
+from hw.engine.randomness import init_key
 
 
 def test_random_shift_translates_each_image_by_at_most_two_pixels():

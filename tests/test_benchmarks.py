@@ -64,7 +64,7 @@ def test_quick_benchmark_writes_the_tables(quick_run):
   (model,) = result["models"]
   assert model["name"] == "q4_4"
   assert model["layers"] == "flat fc1000 relu fc10"
-  assert model["a_impl"] == "hw.models.create_model('mlp')"
+  assert model["a_impl"] == "hw.nn.models.create_model('mlp')"
   assert {"a", "b"} <= set(model["images_per_s"])
   assert all(stats["median"] > 0 for stats in model["images_per_s"].values())
   assert len(set(model["num_params"].values())) == 1   # (a), (b), (c): the same network
@@ -135,8 +135,9 @@ def test_the_cifar_nets_are_benchmarked_on_cifar_shapes(benchmarks):
 @pytest.mark.skipif(not HAS_TORCH, reason=NO_TORCH)
 def test_torch_layer_lists_compute_the_same_scores(benchmarks, monkeypatch):
   """(c) with (b)'s variables gives (b)'s scores (and so (a)'s), for every benchmarked net."""
-  import benchmarks.models_torch as models_torch
   import torch
+
+  import benchmarks.models_torch as models_torch
   arch, tolerance = benchmarks.architectures, benchmarks.models_autodiff.MIRROR_TOLERANCE
   for name in benchmarks.run.DEFAULT_MODELS + benchmarks.run.CIFAR_MODELS:
     architecture = arch.load(name)

@@ -1,12 +1,12 @@
-"""hw.config: validation against the registries, field marks, fingerprint, compile key."""
+"""hw.engine.config: validation against the registries, field marks, fingerprint, compile key."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from hw import config as config_module
-from hw.config import ExperimentConfig, compile_key, fingerprint
+from hw.engine import config as config_module
+from hw.engine.config import ExperimentConfig, compile_key, fingerprint
 
 
 def _config(**changes) -> ExperimentConfig:

@@ -377,8 +377,8 @@ def test_binary_task_source_and_identity(tmp_path, monkeypatch):
 
 @pytest.mark.real_data
 def test_load_splits_uses_the_course_file_under_the_data_folder():
-  from hw.config import ExperimentConfig
-  from hw.splits import load_splits
+  from hw.engine.config import ExperimentConfig
+  from hw.engine.experiment_data import load_splits
   config = ExperimentConfig(name="b", title="b", dataset="binary", model="linear")
   splits = load_splits(config, data_dir=_real_data_root())
   assert "EECS 598 HW1 data.pkl" in splits.source and not splits.stand_in

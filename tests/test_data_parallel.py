@@ -1,4 +1,4 @@
-"""Data parallel training (hw.steps): the same config and seed train the same on 1 and on
+"""Data parallel training (hw.engine.steps): the same config and seed train the same on 1 and on
 8 devices. XLA's device count is fixed at start-up, so the 8 CPU devices live in a
 subprocess (``--xla_force_host_platform_device_count=8``)."""
 from __future__ import annotations
@@ -12,17 +12,17 @@ import textwrap
 
 import pytest
 
-from hw import steps
-from hw.config import ExperimentConfig
+from hw.engine import steps
+from hw.engine.config import ExperimentConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from hw import train
-    from hw.config import ExperimentConfig
-    from hw.splits import Split, to_device
+    from hw.engine import loop as train
+    from hw.engine.config import ExperimentConfig
+    from hw.engine.experiment_data import Split, to_device
 
     assert jax.local_device_count() == 8, jax.devices()
     rng = np.random.default_rng(0)

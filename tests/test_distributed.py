@@ -1,4 +1,4 @@
-"""Several processes (hw.distributed): the settings, and two CPU processes on this machine
+"""Several processes (hw.engine.distributed): the settings, and two CPU processes on this machine
 (a coordinator on 127.0.0.1, two forced CPU devices each) training the same as one process
 with the same global batch, with only process 0 writing files."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from hw import distributed
+from hw.engine import distributed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,8 @@ TRAIN = ["train", "q2_4", "--set", "grid={}", "--set", "repeat_seeds=()", "--set
 # Ten classes of in-memory features: the top-1/top-5 errors on test are computed too.
 TEN_CLASSES = textwrap.dedent("""
     import numpy as np
-    from hw.config import ExperimentConfig
-    from hw.splits import Split, Splits
+    from hw.engine.config import ExperimentConfig
+    from hw.engine.experiment_data import Split, Splits
 
     def ten_classes():
       rng = np.random.default_rng(0)
@@ -47,13 +47,14 @@ TEN_KEYS = ("test_accuracy", "test_loss", "top1_error", "top5_error")
 # Each process: `hw train` through the console script's main, then `hw reproduce` of a
 # catalog of one grid experiment and one study twice (run, then found complete), all with
 # the same flags;
-# then the ten classes through hw.experiment directly.
+# then the ten classes through hw.engine.experiment directly.
 SCRIPT = TEN_CLASSES + textwrap.dedent("""
     import json, sys
     from experiments import cli as app
-    from hw import experiment, reproduce
+    from hw.engine import experiment
+    from experiments import reproduce
 
-    from hw.study import Study
+    from experiments.studies.base import Study
 
     def toy_run(workdir, **kwargs):  # a one-process JAX program, as the real studies are
       import jax.numpy as jnp
@@ -106,7 +107,7 @@ def _parameters(results_dir: pathlib.Path) -> list[np.ndarray]:
 def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys, monkeypatch):
   """Two processes with two CPU devices each (4 in the mesh) against one process on one."""
   from experiments import cli as app
-  from hw import experiment
+  from hw.engine import experiment
   # all three on the deterministic stand-in data (no target): the subprocesses get no HW_*
   # variables, and `make test` exports HW_DATA_DIR, which would pick the course data here
   monkeypatch.delenv("HW_DATA_DIR", raising=False)

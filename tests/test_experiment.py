@@ -1,4 +1,4 @@
-"""hw.experiment: grids, selection on validation, checkpoints and exact resumption (tiny data)."""
+"""hw.engine.experiment: grids, selection on validation, checkpoints and exact resumption (tiny data)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from hw import checkpoint, experiment, report, train
-from hw.config import ExperimentConfig
-from hw.splits import Split, Splits
+from experiments import report
+from hw.engine import checkpoint, experiment
+from hw.engine import loop as train
+from hw.engine.config import ExperimentConfig
+from hw.engine.experiment_data import Split, Splits
 
 
 def _images(count: int, seed: int) -> Split:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments import registry
-from hw import experiment
+from experiments import catalog as registry
+from hw.engine import experiment
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data, pytest.mark.timeout(3600)]
 

@@ -1,4 +1,4 @@
-"""hw.nn layers and the hw.models registry."""
+"""hw.nn layers and the hw.nn.models registry."""
 from __future__ import annotations
 
 import jax
@@ -6,8 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw import models, nn as hnn
-from hw.randomness import init_key
+from hw import nn as hnn
+from hw.engine.randomness import init_key
+from hw.nn import models
 
 
 def test_batch_norm_train_updates_running_stats_and_eval_is_affine():

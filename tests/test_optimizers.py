@@ -1,4 +1,4 @@
-"""hw.optimizers: the schedules, and the injected learning rate."""
+"""hw.engine.update_rules: the schedules, and the injected learning rate."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from hw import optimizers
-from hw.config import ExperimentConfig
+from hw.engine import update_rules as optimizers
+from hw.engine.config import ExperimentConfig
 
 
 def _config(**changes) -> ExperimentConfig:

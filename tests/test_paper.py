@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hw.ops
-from hw.verification import paper
+from experiments import paper
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Legends never cover data: hw.plotting.legend_overlaps_data, and the figures of
-hw.report and hw verify checked with it."""
+experiments.report and hw verify checked with it."""
 from __future__ import annotations
 
 import types
@@ -7,7 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from hw import plotting, report
+from experiments import report
+from hw import plotting
 from hw.verification import verify
 
 plt = plotting.pyplot()

@@ -5,8 +5,8 @@ import json
 import pathlib
 import re
 
-from experiments import registry
-from hw import report
+from experiments import catalog as registry
+from experiments import report
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
-"""hw.report: the summary table's top-1 / top-5 column."""
+"""experiments.report: the summary table's top-1 / top-5 column."""
 from __future__ import annotations
 
-from hw import report
+from experiments import report
 
 
 def test_top_k_cell_of_a_ten_class_result():

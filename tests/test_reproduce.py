@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from experiments import registry
-from hw import reproduce
-from hw.study import Study
+from experiments import catalog as registry
+from experiments import reproduce
+from experiments.studies.base import Study
 
 
 def _tiny(name: str, profile: str):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import hw.tsne
+from experiments.studies import optimizers
+from experiments.studies.optimizers import run_optimizers
+from experiments.studies.prox import run_prox
+from experiments.studies.tsne import run_tsne
 from hw.data import ArraySplit
-from hw.studies import optimizers
-from hw.studies.optimizers import run_optimizers
-from hw.studies.prox import run_prox
-from hw.studies.tsne import run_tsne
 
 
 def _blobs(rng, n, classes, shape, spread=0.3, prototypes=None):
@@ -107,7 +107,7 @@ def test_tsne_study_on_small_clusters(tmp_path):
 
 
 def test_prox_study_judges_its_targets_and_writes_the_report_summary(tmp_path, monkeypatch):
-  from hw.studies import spec_d
+  from experiments.studies import spec_d
   monkeypatch.setattr(spec_d, "run_prox", lambda folder: run_prox(folder, m=40, n=80,
                                                                   nonzeros=5, iterations=400))
   results = spec_d.prox_study(tmp_path, profile="quick")
@@ -116,8 +116,8 @@ def test_prox_study_judges_its_targets_and_writes_the_report_summary(tmp_path, m
 
 
 def test_tsne_study_without_mnist_is_a_data_error(tmp_path):
+  from experiments.studies import spec_d
   from hw.data import DataError
-  from hw.studies import spec_d
   empty = tmp_path / "no-data"
   empty.mkdir()
   with pytest.raises(DataError):

@@ -1,4 +1,4 @@
-"""hw.study and how `hw reproduce` runs studies beside grid experiments."""
+"""experiments.studies.base and how `hw reproduce` runs studies beside grid experiments."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,9 @@ import types
 
 import numpy as np
 
-from experiments import registry
-from hw import reproduce
-from hw.study import Study
+from experiments import catalog as registry
+from experiments import reproduce
+from experiments.studies.base import Study
 
 
 def _figure(workdir, name):

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw import models
-from hw.randomness import init_key
-from hw.studies import equivariance as eq
+from experiments.studies import equivariance as eq
+from hw.engine.randomness import init_key
+from hw.nn import models
 
 
 def test_shift_moves_down_right_with_zero_fill_and_back():

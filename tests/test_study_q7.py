@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw import models
-from hw.randomness import init_key
-from hw.studies import q7
+from experiments.studies import q7
+from hw.engine.randomness import init_key
+from hw.nn import models
 
 
 def _mlp(hidden, **kwargs):

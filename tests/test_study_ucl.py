@@ -1,4 +1,4 @@
-"""The UCL COMPGI22 coursework 2 study (hw.studies.ucl, experiments/ucl.py) on tiny data."""
+"""The UCL COMPGI22 coursework 2 study (experiments.studies.ucl, experiments/configs/ucl.py) on tiny data."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 import experiments
-from experiments import registry
-from experiments import ucl as ucl_experiment
+from experiments import catalog as registry
+from experiments import reproduce
+from experiments.configs import ucl as ucl_experiment
+from experiments.studies import ucl
+from experiments.studies.base import Study, check_results
 from hw import data as hw_data
-from hw import reproduce
-from hw.studies import ucl
-from hw.study import Study, check_results
 
 
 def _arrays(n_train=400, n_test=100, seed=0):

@@ -1,12 +1,15 @@
-"""hw.train, the core: stepping choice, compilation reuse, hooks."""
+"""hw.engine.loop, the core: stepping choice, compilation reuse, hooks."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from hw import metrics, models, steps, train
-from hw.config import ExperimentConfig
-from hw.splits import Split, to_device
+from hw import metrics
+from hw.engine import loop as train
+from hw.engine import steps
+from hw.engine.config import ExperimentConfig
+from hw.engine.experiment_data import Split, to_device
+from hw.nn import models
 
 
 def _config(**changes) -> ExperimentConfig:

@@ -1,0 +1,28 @@
+"""The training engine: a config in, a trained, selected and tested model out.
+
+``train_and_evaluate(config, workdir)`` trains every point of ``config.grid`` with jitted
+optax steps (:mod:`hw.engine.steps`) in the epoch loop (:mod:`hw.engine.loop`), selects on
+validation, tests once and writes ``<workdir>/<name>.json``. Losses, optimisers, schedules,
+augmentations and figures are looked up by name in registries; adding one is one
+``register`` call.
+
+Modules: ``config`` (the experiment config and its fingerprints), ``steps`` (train state and
+the compiled programs), ``loop`` (epochs, evaluation, hooks), ``experiment`` (grid, selection,
+test, results), ``checkpoint``, ``experiment_data`` (the arrays of one experiment),
+``randomness``, ``distributed`` (several processes), ``progress``, ``files``, and the
+registries ``objectives``, ``update_rules``, ``augmentations``, ``figures``.
+"""
+from hw.engine.augmentations import AUGMENTATIONS
+from hw.engine.config import ExperimentConfig, fingerprint
+from hw.engine.experiment import grid_points, train_and_evaluate
+from hw.engine.experiment_data import Split, Splits, load_splits
+from hw.engine.figures import FIGURES
+from hw.engine.loop import Hook, TrainingData, TrainingDiverged, evaluate, train
+from hw.engine.objectives import LOSSES
+from hw.engine.steps import Programs, TrainState
+from hw.engine.update_rules import OPTIMIZERS, SCHEDULES
+
+__all__ = ["AUGMENTATIONS", "ExperimentConfig", "FIGURES", "Hook", "LOSSES", "OPTIMIZERS",
+           "Programs", "SCHEDULES", "Split", "Splits", "TrainState", "TrainingData",
+           "TrainingDiverged", "evaluate", "fingerprint", "grid_points", "load_splits", "train",
+           "train_and_evaluate"]

@@ -1,0 +1,200 @@
+"""Experiment configuration: one frozen dataclass, one ``get_config`` per experiment.
+
+Every field says what it is for in its metadata, and the fingerprint and the compile key
+are derived from those marks, so a new field cannot be silently left out of either:
+
+- ``fingerprint``: it shapes the training trajectory, so it belongs to the hash that
+  decides whether a checkpoint or a finished result is still current;
+- ``compiled``: it shapes the jitted train/evaluation programs (a traced value such as
+  the learning rate, or data-dependent values such as seeds, do not).
+
+The epoch count is neither on its own: it enters both only when the learning-rate
+schedule spans the whole run (:attr:`hw.engine.update_rules.Schedule.uses_epochs`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Mapping, Sequence
+
+from hw.engine.augmentations import AUGMENTATIONS
+from hw.engine.figures import FIGURES
+from hw.engine.objectives import LOSSES
+from hw.engine.update_rules import OPTIMIZERS, SCHEDULES
+from hw.nn.models import MODELS
+
+# Bump when a code change alters the numbers training gives, to invalidate checkpoints.
+TRAINING_CODE_VERSION = 1
+
+
+def _field(default: Any = dataclasses.MISSING, *, fingerprint: bool, compiled: bool,
+           factory: Any = dataclasses.MISSING) -> Any:
+  metadata = {"fingerprint": fingerprint, "compiled": compiled}
+  if factory is not dataclasses.MISSING:
+    return dataclasses.field(default_factory=factory, metadata=metadata)
+  return dataclasses.field(default=default, metadata=metadata)
+
+
+def _describes(default: Any = dataclasses.MISSING, **kwargs) -> Any:
+  return _field(default, fingerprint=False, compiled=False, **kwargs)
+
+
+def _shapes(default: Any = dataclasses.MISSING, **kwargs) -> Any:
+  """A training field that also shapes the compiled programs."""
+  return _field(default, fingerprint=True, compiled=True, **kwargs)
+
+
+def _trains(default: Any = dataclasses.MISSING, **kwargs) -> Any:
+  """A training field that reaches the programs only as data (or as array shapes)."""
+  return _field(default, fingerprint=True, compiled=False, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Everything that defines one experiment (one SPEC question).
+
+  A grid maps a field name (a top-level field, or ``model.<kwarg>`` for a model keyword)
+  to the values tried (or is a list of points); every combination is trained on the train split, the best by
+  validation accuracy is selected, and only that model is evaluated on the test set.
+  String options are checked against their registries when the config is made.
+  """
+  name: str = _describes()            # e.g. "q5_3"; results go to results/<name>.json
+  title: str = _describes()           # e.g. "Q5.3 CNN: conv7x7-ReLU-pool-fc100-ReLU-fc10"
+  dataset: str = _trains()            # "mnist" | "fashion_mnist" | "cifar10" | "binary"
+  model: str = _shapes()              # a name in hw.nn.models.MODELS
+  model_kwargs: Mapping[str, Any] = _shapes(factory=dict)
+  loss: str = _shapes("softmax_cross_entropy")  # a name in hw.engine.objectives.LOSSES
+  optimizer: str = _shapes("sgd")     # a name in hw.engine.update_rules.OPTIMIZERS
+  learning_rate: float = _trains(1e-3)  # traced: grid points share one compiled step
+  lr_decay: float = _shapes(1.0)      # "exponential": multiplied into the lr after every epoch
+  lr_schedule: str = _shapes("exponential")  # a name in hw.engine.update_rules.SCHEDULES
+  momentum: float = _shapes(0.9)
+  weight_decay: float = _shapes(0.0)
+  weight_scale: float | None = _shapes(1e-3)  # std of N(0, s²) init (starter default); None: Flax's
+  batch_size: int = _trains(100)
+  eval_batch_size: int = _field(1000, fingerprint=False, compiled=True)  # memory, not numbers
+  jit_per_batch: bool | None = _trains(None)  # one jitted call per batch instead of a scan;
+                                              # None: the backend's default (hw.engine.loop.stepping)
+  rmsprop_decay: float = _shapes(0.99)  # the handout's RMSProp decay rate
+  devices: int | None = _field(None, fingerprint=False, compiled=True)  # data parallel over
+                                     # this many local devices (None: all); the global batch
+                                     # is split over them, the numbers stay those of one device
+  epochs: int = _field(10, fingerprint=False, compiled=False)  # see the module docstring
+  seed: int = _trains(0)              # initialisation, shuffling and dropout
+  data_seed: int = _trains(0)         # the validation split / binary stand-in (kept fixed)
+  validation_fraction: float = _trains(0.1)
+  train_subset: int | None = _trains(None)  # train on the first this many examples of the
+                                           # training split only (CPU smoke runs of big nets)
+  augment: str | None = _shapes(None)  # None or a name in hw.engine.augmentations.AUGMENTATIONS
+  normalize: tuple[float, float] | str | None = _trains(None)  # (mean, std) of [0,1] pixels,
+                                     # or "standardize": per feature, training-split statistics
+  grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] = _describes(factory=dict)
+                                     # or a list of points (several fields each)
+  also_test: Sequence[int] = _describes(())  # grid points whose test accuracy is reported
+                                            # beside the selected one (not used to select)
+  repeat_seeds: Sequence[int] = _describes(())  # the whole experiment again with these seeds,
+                                               # for the spread of the test accuracy
+  reported: Sequence[str] = _describes(())  # what the write-ups reported
+  target: float | None = _describes(None)   # test accuracy this project commits to (fraction)
+  notes: str = _describes("")
+  figures: Sequence[str] = _describes(())  # names in hw.engine.figures.FIGURES, drawn from the
+                                          # selected model into <name>_<figure>.png
+  profile: str = _describes("quick")  # which profile of the experiment's get_config made this
+
+  def __post_init__(self):
+    LOSSES.check(self.loss, field="loss")
+    OPTIMIZERS.check(self.optimizer, field="optimizer")
+    SCHEDULES.check(self.lr_schedule, field="lr_schedule")
+    MODELS.check(self.model, field="model")
+    if self.augment is not None:
+      AUGMENTATIONS.check(self.augment, field="augment")
+    for figure in self.figures:
+      FIGURES.check(figure, field="figures")
+    if self.train_subset is not None and (isinstance(self.train_subset, bool) or not
+                                          isinstance(self.train_subset, int)
+                                          or self.train_subset < 1):
+      raise ValueError(f"train_subset must be a positive integer or None in {self.name!r}, "
+                       f"got {self.train_subset!r}")
+    for field in ("epochs", "batch_size", "eval_batch_size"):
+      value = getattr(self, field)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{field} must be a positive integer in {self.name!r}, got {value!r}")
+    if self.devices is not None and (isinstance(self.devices, bool)
+                                     or not isinstance(self.devices, int) or self.devices < 1):
+      raise ValueError(f"devices must be a positive integer or None in {self.name!r}, "
+                       f"got {self.devices!r}")
+    if not 0.0 < self.validation_fraction < 1.0:
+      raise ValueError(f"validation_fraction must be in (0, 1) in {self.name!r}, "
+                       f"got {self.validation_fraction!r}")
+
+  def replace(self, **changes: Any) -> "ExperimentConfig":
+    """A copy with ``changes``; keys ``model.<kw>`` update ``model_kwargs``."""
+    model_changes = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("model.")}
+    plain = {k: v for k, v in changes.items() if not k.startswith("model.")}
+    unknown = set(plain) - {f.name for f in dataclasses.fields(self)}
+    if unknown:
+      raise ValueError(f"unknown config field(s) {sorted(unknown)} for experiment {self.name!r}; "
+                       f"known: {', '.join(f.name for f in dataclasses.fields(self))}")
+    if model_changes:
+      plain["model_kwargs"] = {**self.model_kwargs, **model_changes}
+    return dataclasses.replace(self, **plain)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def length_matters(self) -> bool:
+    """Whether the epoch count shapes every step (a schedule over the whole run)."""
+    return SCHEDULES[self.lr_schedule].uses_epochs
+
+
+# Fields added after results were published, left out of the hashes while at these
+# defaults, so that the fingerprints (and the finished results) of older configs stay valid.
+_OMITTED_AT_DEFAULT = {"train_subset": None}
+
+
+def _marked(config: ExperimentConfig, mark: str) -> dict[str, Any]:
+  values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.metadata[mark]
+            and not (f.name in _OMITTED_AT_DEFAULT
+                     and getattr(config, f.name) == _OMITTED_AT_DEFAULT[f.name])}
+  if config.length_matters():
+    values["epochs"] = config.epochs
+  return values
+
+
+def _hash(values: Mapping[str, Any]) -> str:
+  text = json.dumps(values, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprint(config: ExperimentConfig, *, whole_experiment: bool = False,
+                data_identity: str = "") -> str:
+  """Hash of everything that determines the training trajectory, the data's identity and
+  the training-code version.
+
+  The epoch count is left out (unless the schedule spans the run), so a run extended from
+  k to n epochs resumes from its checkpoint. ``whole_experiment=True`` adds the name, the
+  epochs, the grid and the repeat seeds: it decides whether finished results are current.
+  """
+  values = _marked(config, "fingerprint")
+  if whole_experiment:
+    values.update(name=config.name, epochs=config.epochs, grid=config.grid,
+                  repeat_seeds=list(config.repeat_seeds))
+  values["_code_version"] = TRAINING_CODE_VERSION
+  values["_data"] = data_identity
+  return _hash(values)
+
+
+def compile_key(config: ExperimentConfig) -> str:
+  """Hash of the fields that shape the compiled programs (the compile cache's key)."""
+  return _hash(_marked(config, "compiled"))
+
+
+def _check_every_field_is_marked() -> None:
+  for field in dataclasses.fields(ExperimentConfig):
+    if set(field.metadata) != {"fingerprint", "compiled"}:
+      raise TypeError(f"ExperimentConfig.{field.name} must declare whether it is part of the "
+                      f"fingerprint and of the compile key")
+
+
+_check_every_field_is_marked()

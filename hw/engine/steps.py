@@ -1,0 +1,269 @@
+"""The compiled programs of training: the train step, a scan over chunks of steps and the
+evaluation, jitted once per compile key and kept in one bounded cache.
+
+The programs depend only on :func:`hw.engine.config.compile_key` of the config (the learning rate
+is a traced optimiser hyper-parameter), so epochs and grid points of the same shape reuse
+them. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
+mini-batch; :func:`per_batch_stepping` picks per backend and model (XLA:CPU runs
+convolutions several times slower inside a while loop, see ``docs/results/bench.md``).
+Both compute the same steps up to float rounding.
+
+Data parallel: with ``config.devices`` > 1 (None: every local device) the same programs are
+jitted over a one-axis :class:`jax.sharding.Mesh` (axis ``"batch"``): parameters, optimiser
+state and the data arrays replicated, each mini-batch's indices (and so its images) split
+along the batch axis. The step still computes over the global batch, so the loss, the
+gradients and the batch-norm statistics are those of the whole batch (XLA inserts the
+all-reduces); only the order of the float sums differs from one device. With one device no
+mesh is made and the programs are exactly the single-device ones.
+
+Several processes (:mod:`hw.engine.distributed`): the mesh holds ``config.devices`` devices of
+every process; the replicated arrays are global arrays made from each process's identical
+copy, and :meth:`Programs.feed` builds each step's global index array from this process's
+share of it (``jax.make_array_from_process_local_data``), so each process's devices gather
+only their part of the batch. With one process :meth:`Programs.feed` and
+:meth:`Programs.place` do exactly what they did before.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from hw import metrics
+from hw.engine import augmentations, distributed, randomness
+from hw.engine import objectives as losses
+from hw.engine import update_rules as optimizers
+from hw.engine.config import ExperimentConfig, compile_key
+from hw.nn import models
+
+CHUNK_STEPS = 100  # mini-batches per jitted scan call
+BATCH_AXIS = "batch"  # the mesh axis the mini-batches are split along
+
+
+@flax.struct.dataclass
+class TrainState:
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+  def variables(self) -> dict[str, Any]:
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bool:
+  """One jitted call per batch (True) or scanned chunks: ``config.jit_per_batch`` if set;
+  else per batch exactly for conv nets on the CPU (scans elsewhere)."""
+  if config.jit_per_batch is not None:
+    return bool(config.jit_per_batch)
+  return backend == "cpu" and isinstance(model, (models.ConvNet, models.VGG))
+
+
+def device_count(config: ExperimentConfig) -> int:
+  """How many devices ``config`` trains on: ``config.devices`` local devices (None: all of
+  them) in each process, times the number of processes (see :mod:`hw.engine.distributed`).
+
+  Raises:
+    ValueError: more devices than there are, or a batch that does not split evenly.
+  """
+  available = jax.local_device_count()
+  local = available if config.devices is None else config.devices
+  if local > available:
+    raise ValueError(f"devices={local} in {config.name!r}, but this process has only "
+                     f"{available} local {jax.default_backend()} device(s)")
+  processes = jax.process_count()
+  count = local * processes
+  over = f"{count} devices" if processes == 1 else f"{count} devices ({processes} processes)"
+  for field in ("batch_size", "eval_batch_size"):
+    if field == "eval_batch_size" and count == 1:
+      break
+    size = getattr(config, field)
+    if size % count:
+      divisor = (f"devices to a divisor of {size}" if processes == 1 else
+                 f"devices (per process) to a divisor of {size // processes}")
+      raise ValueError(f"{field} {size} of {config.name!r} does not divide evenly over "
+                       f"{over} (data parallel splits every batch into equal "
+                       f"shares); choose a {field} that is a multiple of {count} or set "
+                       f"{divisor}")
+  return count
+
+
+def make_mesh(config: ExperimentConfig) -> Mesh | None:
+  """The one-axis device mesh ``config`` trains on; None for a single device. With several
+  processes: the first ``config.devices`` local devices of every process, process by process."""
+  count = device_count(config)
+  if count == 1:
+    return None
+  if jax.process_count() == 1:
+    return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
+  local = count // jax.process_count()
+  devices = []
+  for process in range(jax.process_count()):
+    mine = sorted((d for d in jax.devices() if d.process_index == process), key=lambda d: d.id)
+    devices += mine[:local]
+  return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+@dataclasses.dataclass
+class Programs:
+  """The jitted functions of one compile key, and how often each was traced."""
+  model: Any
+  init: Callable
+  step: Callable      # (state, images, labels, index (B,), key data) -> (state, loss, correct)
+  chunk: Callable     # the same over (S, B) indices, scanned
+  evaluate: Callable  # (variables, images, labels, size) -> (mean loss, accuracy, top-k errors)
+  per_batch: bool
+  traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  mesh: Mesh | None = None  # the data-parallel mesh; None on one device
+
+  @property
+  def device_count(self) -> int:
+    return 1 if self.mesh is None else self.mesh.size
+
+  @property
+  def replicated(self) -> NamedSharding | None:
+    return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
+
+  @property
+  def multiprocess(self) -> bool:
+    return self.mesh is not None and jax.process_count() > 1
+
+  def place(self, tree: Any) -> Any:
+    """``tree`` replicated over the mesh (unchanged on one device). With several processes:
+    global arrays made from each process's (identical) copy."""
+    if self.mesh is None:
+      return tree
+    if self.multiprocess:
+      return jax.tree_util.tree_map(
+          functools.partial(distributed.global_replicated, self.replicated), tree)
+    return jax.device_put(tree, self.replicated)
+
+  def feed(self, index: np.ndarray, keys: np.ndarray) -> tuple[Any, Any]:
+    """A step's (or chunk's) batch indices and keys as the programs take them: as they are
+    in one process; with several, global arrays built from this process's share of the
+    indices (their last axis is the batch) and the replicated keys."""
+    if not self.multiprocess:
+      return index, keys
+    along = NamedSharding(self.mesh, PartitionSpec(*([None] * (index.ndim - 1) + [BATCH_AXIS])))
+    return (distributed.global_batch(along, index, index.ndim - 1),
+            distributed.global_replicated(self.replicated, keys))
+
+
+def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
+  loss = losses.LOSSES[config.loss]
+  model = models.create_model(config.model, num_outputs=loss.num_outputs(num_classes),
+                              weight_scale=config.weight_scale, **config.model_kwargs)
+  tx = optimizers.make_optimizer(config, steps)
+  augment = augmentations.AUGMENTATIONS[config.augment] if config.augment else None
+  traces: collections.Counter = collections.Counter()
+  mesh = make_mesh(config)
+  if mesh is None:
+    split_batch = lambda x, axis=0: x
+  else:
+    replicated = NamedSharding(mesh, PartitionSpec())
+    along = lambda axis: NamedSharding(mesh, PartitionSpec(*([None] * axis + [BATCH_AXIS])))
+
+    def jit(fn, *, donate_argnums=(), batch_args=()):
+      shardings = tuple(along(axis) if axis is not None else replicated for axis in batch_args)
+      return jax.jit(fn, donate_argnums=donate_argnums, in_shardings=shardings,
+                     out_shardings=replicated)
+
+    def split_batch(x, axis=0):
+      return jax.lax.with_sharding_constraint(x, along(axis))
+
+  def step(images, labels, state, inputs):
+    index, key_data = inputs
+    key = randomness.wrap(key_data)
+    x, y = jnp.take(images, index, axis=0), jnp.take(labels, index, axis=0)
+    x, y = split_batch(x), split_batch(y)
+    if augment is not None:
+      x = augment(x, key=jax.random.fold_in(key, 1))
+
+    def loss_fn(params):
+      scores, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
+                                    train=True, rngs={"dropout": key}, mutable=["batch_stats"])
+      return loss.fn(scores, y, reduction="mean"), (scores, updates)
+
+    (value, (scores, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    changes, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = TrainState(params=optax.apply_updates(state.params, changes),
+                           batch_stats=updates.get("batch_stats", state.batch_stats),
+                           opt_state=opt_state)
+    return new_state, (value, jnp.sum(metrics.correct_predictions(scores, y)))
+
+  def chunk(state, images, labels, batch_index, keys):
+    traces["chunk"] += 1
+    state, (losses_, correct) = jax.lax.scan(functools.partial(step, images, labels), state,
+                                             (batch_index, keys))
+    return state, losses_, correct
+
+  def single_step(state, images, labels, index, key):
+    traces["step"] += 1
+    state, (value, correct) = step(images, labels, state, (index, key))
+    return state, value, correct
+
+  def evaluate(variables, images, labels, size):
+    traces["evaluate"] += 1
+    batch = config.eval_batch_size
+    chunks = images.shape[0] // batch
+    xs = split_batch(images.reshape((chunks, batch) + images.shape[1:]), 1)
+    ys = split_batch(labels.reshape((chunks, batch)), 1)
+    valid = (jnp.arange(chunks * batch) < size).reshape((chunks, batch))
+
+    def one(inputs):
+      x, y, mask = inputs
+      scores = model.apply(variables, x, train=False)
+      per_example = loss.fn(scores, y, reduction="none")
+      misses = {f"top{k}_error": jnp.sum(mask & ~hits)
+                for k, hits in metrics.top_k_hits_by_k(scores, y).items()}
+      return (jnp.sum(jnp.where(mask, per_example, 0.0)),
+              jnp.sum(jnp.where(mask, metrics.correct_predictions(scores, y), 0.0)), misses)
+
+    loss_sums, correct, misses = jax.lax.map(one, (xs, ys, valid))
+    return (jnp.sum(loss_sums) / size, jnp.sum(correct) / size,
+            {name: jnp.sum(counts) / size for name, counts in misses.items()})
+
+  if mesh is None:
+    chunk = jax.jit(chunk, donate_argnums=(0,))
+    single_step = jax.jit(single_step, donate_argnums=(0,))
+    evaluate = jax.jit(evaluate)
+  else:  # (state, images, labels, indices, keys): the indices' batch axis is split
+    chunk = jit(chunk, donate_argnums=(0,), batch_args=(None, None, None, 1, None))
+    single_step = jit(single_step, donate_argnums=(0,), batch_args=(None, None, None, 0, None))
+    evaluate = jit(evaluate, batch_args=(None, None, None, None))
+  return Programs(model=model, init=jax.jit(functools.partial(model.init, train=False)),
+                  step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
+                  per_batch=per_batch_stepping(config, model, jax.default_backend()),
+                  mesh=mesh)
+
+
+class ProgramCache:
+  """The compile cache: at most ``size`` program sets, least recently used dropped first."""
+
+  def __init__(self, size: int = 8):
+    self.size = size
+    self._programs: collections.OrderedDict[tuple, Programs] = collections.OrderedDict()
+
+  def get(self, config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
+    key = (compile_key(config), config.jit_per_batch, num_classes, steps, jax.default_backend(),
+           device_count(config))
+    if key in self._programs:
+      self._programs.move_to_end(key)
+    else:
+      self._programs[key] = _build_programs(config, num_classes, steps)
+      while len(self._programs) > self.size:
+        self._programs.popitem(last=False)
+    return self._programs[key]
+
+  def clear(self) -> None:
+    self._programs.clear()
+
+
+PROGRAMS = ProgramCache()
