@@ -14,14 +14,7 @@ import numpy as np
 from jax import lax
 
 from hw import ops
-
-
-def _normal(seed, shape, dtype=np.float32):
-  return jnp.asarray(np.random.default_rng(seed).normal(size=shape).astype(dtype))
-
-
-def _labels(seed, shape, classes):
-  return jnp.asarray(np.random.default_rng(seed).integers(0, classes, size=shape), jnp.int32)
+from helpers import normal, random_labels
 
 
 # ------------------------------------------------------------------------------------ MLP
@@ -42,9 +35,9 @@ PLAIN_OPS = (lambda x, w, b: x @ w + b, jax.nn.relu, _plain_cross_entropy)
 
 
 def _mlp_problem():
-  params = {"w1": _normal(20, (6, 8)) * 0.5, "b1": _normal(21, (8,)) * 0.1,
-            "w2": _normal(22, (8, 3)) * 0.5, "b2": _normal(23, (3,)) * 0.1}
-  return params, _normal(24, (10, 6)), _labels(25, (10,), 3)
+  params = {"w1": normal(20, (6, 8)) * 0.5, "b1": normal(21, (8,)) * 0.1,
+            "w2": normal(22, (8, 3)) * 0.5, "b2": normal(23, (3,)) * 0.1}
+  return params, normal(24, (10, 6)), random_labels(25, (10,), 3)
 
 
 def test_mlp_grad_under_jit_matches_autodiff():
@@ -99,9 +92,9 @@ def test_cnn_grad_under_jit_and_vmap_matches_autodiff():
   with jax.enable_x64(True):
     # 2 input channels, 6 output channels: shifted-slice forward, im2col backward; 6 input
     # channels: all lax.
-    params = (_normal(8, (3, 3, 2, 6), np.float64), _normal(9, (6,), np.float64),
-              _normal(10, (3, 3, 6, 5), np.float64))
-    xs = _normal(11, (3, 2, 6, 6, 2), np.float64)  # 3 independent batches of 2 images
+    params = (normal(8, (3, 3, 2, 6), np.float64), normal(9, (6,), np.float64),
+              normal(10, (3, 3, 6, 5), np.float64))
+    xs = normal(11, (3, 2, 6, 6, 2), np.float64)  # 3 independent batches of 2 images
     grad = jax.jit(jax.grad(_tiny_cnn))
     grad_ref = jax.jit(jax.grad(_lax_tiny_cnn))
     chex.assert_trees_all_close(grad(params, xs[0]), grad_ref(params, xs[0]),

@@ -1,9 +1,10 @@
-"""hw.ops.convolution: argument errors, dtypes, the worked examples of SPEC C (1-D layer)
-and D (2-D image gradient), and the choice of algorithm.
+"""hw.ops.convolution: the algorithm error, dtypes, the worked examples of assignments C
+(1-D layer) and D (2-D image gradient; docs/assignments.md), and the choice of algorithm.
 
 The gradients of every algorithm are checked by the registry rows ``conv2d``,
 ``conv2d[<algorithm>]``, ``conv1d`` and ``conv1d[<algorithm>]`` (tests/test_gradients.py,
 ``hw verify``).
+Bad arguments of every op: tests/test_ops_bad_arguments.py.
 """
 from __future__ import annotations
 
@@ -20,35 +21,6 @@ ALGORITHMS = list(convolution.ALGORITHMS)
 
 X4 = jnp.zeros((2, 6, 6, 3), jnp.float32)
 W4 = jnp.zeros((3, 3, 3, 4), jnp.float32)
-BAD_CALLS = {
-    "conv2d x rank": (lambda: ops.conv2d(X4[0], W4), "`x`", "(6, 6, 3)"),
-    "conv2d w rank": (lambda: ops.conv2d(X4, W4[0]), "`w`", "(3, 3, 4)"),
-    "conv2d channels": (lambda: ops.conv2d(X4, jnp.zeros((3, 3, 2, 4))), "`w`", "(3, 3, 2, 4)"),
-    "conv2d bias shape": (lambda: ops.conv2d(X4, W4, jnp.zeros(3)), "`b`", "(3,)"),
-    "conv2d kernel too big": (lambda: ops.conv2d(X4, jnp.zeros((7, 3, 3, 4))), "`w`", "7"),
-    "conv2d padding name": (lambda: ops.conv2d(X4, W4, padding="FULL"), "`padding`", "FULL"),
-    "conv2d padding negative": (lambda: ops.conv2d(X4, W4, padding=-1), "`padding`", "-1"),
-    "conv2d stride zero": (lambda: ops.conv2d(X4, W4, stride=0), "`stride`", "0"),
-    "conv2d integer x": (lambda: ops.conv2d(X4.astype(jnp.int32), W4), "`x`", "int32"),
-    "conv2d algorithm name": (lambda: ops.conv2d(X4, W4, algorithm="fft"), "`algorithm`",
-                              "'fft'"),
-    "conv2d algorithm list": (lambda: ops.conv2d(X4, W4, algorithm=["lax"]), "`algorithm`",
-                              "['lax']"),
-    "conv1d x rank": (lambda: ops.conv1d(X4, W4[0]), "`x`", "(2, 6, 6, 3)"),
-    "conv1d channels": (lambda: ops.conv1d(X4[0], jnp.zeros((2, 4, 1))), "`w`", "(2, 4, 1)"),
-    "conv1d kernel too long": (lambda: ops.conv1d(X4[0], jnp.zeros((7, 3, 1))), "`w`", "7"),
-    "conv1d bias shape": (lambda: ops.conv1d(X4[0], W4[0], jnp.zeros((1, 4))), "`b`", "(1, 4)"),
-    "conv1d algorithm name": (lambda: ops.conv1d(X4[0], W4[0], algorithm="Lax"), "`algorithm`",
-                              "'Lax'"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(BAD_CALLS))
-def test_bad_arguments_raise_value_error_naming_them(name):
-  call, argument, got = BAD_CALLS[name]
-  with pytest.raises(ValueError) as error:
-    jax.eval_shape(call)  # raised while tracing, before anything runs
-  assert argument in str(error.value) and got in str(error.value), str(error.value)
 
 
 def test_algorithm_error_lists_every_valid_name():
@@ -83,7 +55,7 @@ def test_output_and_gradient_dtype_match_input_dtype(dtype, algorithm):
   assert grads.dtype == np.dtype(dtype)
 
 
-# --------------------------------------------------------------- worked examples (SPEC C, D)
+# --------------------------------------------------------------- worked examples (assignments C, D)
 
 class WorkedExamplesTest(chex.TestCase):
 
