@@ -215,19 +215,6 @@ def test_conv_algorithm_sweep(benchmarks):
   assert [getattr(convolution, knob) for knob in sweep.KNOBS] == before
 
 
-def test_malloc_tunables_compares_settings_in_separate_processes(tmp_path):
-  command = [sys.executable, "-m", "benchmarks.malloc_tunables", "--models", "q4_4",
-             "--rounds", "1", "--epochs", "2", "--images", "100", "--out", str(tmp_path)]
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert done.returncode == 0, done.stderr[-3000:]
-  text = (tmp_path / "malloc_tunables.md").read_text()
-  assert "| default | " in text and "| hugetlb | " in text
-  assert "Same final loss in every run: yes" in text
-  bad = subprocess.run([sys.executable, "-m", "benchmarks.malloc_tunables", "--epochs", "1"],
-                       cwd=REPO, capture_output=True, text=True, timeout=60)
-  assert bad.returncode == 2 and "--epochs must be ≥ 2" in bad.stderr
-
-
 def _stats(median, q1, q3):
   return {"median": median, "q1": q1, "q3": q3}
 
@@ -304,28 +291,3 @@ def test_report_is_rendered_again_from_a_saved_json(tmp_path):
   assert "| m2 |" in markdown and "3.20 [3.10–3.90]" in markdown
   assert "(bench_ratios.png)" in markdown and "Date (UTC): 2000-01-02 03:04:05" in markdown
   assert json.loads((again / "bench.json").read_text())["models"] == fake_result()["models"]
-
-
-def test_xla_cpu_options_quick_checks_results(tmp_path):
-  """`python -m benchmarks.xla_cpu_options --quick` on tiny shapes with two settings: the
-  report is written, and the correctness check marks a deliberately perturbed setting
-  WRONG while the default passes (so the check can fail)."""
-  command = [sys.executable, "-m", "benchmarks.xla_cpu_options", "--quick",
-             "--settings", "default,fast_math", "--perturb", "fast_math",
-             "--hidden", "16", "--batch", "8", "--rounds", "1", "--seconds", "0.01",
-             "--out", str(tmp_path)]
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads((tmp_path / "xla_cpu_dense.json").read_text())
-  markdown = (tmp_path / "xla_cpu_dense.md").read_text()
-  verdicts = result["correctness"]
-  assert verdicts["default"]["verdict"] == "ok" and verdicts["default"]["worst"] == 0
-  assert verdicts["fast_math"]["verdict"] == "WRONG"
-  assert verdicts["fast_math"]["worst"] == pytest.approx(1e-3, rel=0.05)
-  assert set(result["summary"]) == {"default", "fast_math"}
-  assert result["summary"]["fast_math"]["step_ms"]["median"] > 0
-  assert result["hlo_libraries"]["default"]["dot ops"] > 0
-  assert "## What helped and what not" in markdown and "| fast_math |" in markdown
-  assert "WRONG results, never to be used" in result["findings"]
-  assert "Recommended" not in result["findings"]   # the only other setting is WRONG
-  assert "fewer than 5: no speed verdicts" in result["findings"]
