@@ -1,4 +1,5 @@
-"""One configuration per SPEC question: ``experiments.<name>.get_config(profile)``.
+"""One configuration per question of the four assignments (docs/assignments.md):
+``experiments.configs.<name>.get_config(profile)``.
 
 Profiles: "quick" (the whole EECS set in under 20 minutes on a 2-core CPU, still meeting
 the targets) and "full" (more epochs, wider grids).

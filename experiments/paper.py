@@ -1,4 +1,4 @@
-"""``hw paper``: recompute every worked number of the write-ups (SPEC C and D) with hw.ops.
+"""``hw paper``: recompute every worked number of the write-ups (assignments C and D) with hw.ops.
 
 Each line shows what the write-up reports, what ``hw.ops`` computes (float64), and a
 verdict: "matches" or "WRONG in the write-up" with the right value. Every computed
@@ -79,7 +79,7 @@ def _f(value) -> np.ndarray:
 
 
 def conv1d_regression() -> list[Line]:
-  """SPEC C: y_hat_i = sum_j w_j x_{i+j} + b, L = 1/2 ||y - y_hat||^2, one SGD step."""
+  """Assignment C: y_hat_i = sum_j w_j x_{i+j} + b, L = 1/2 ||y - y_hat||^2, one SGD step."""
   x, w, b, y, lr = _f([1, 2, 3, 4]), _f([2, 1, 3]), _f(1.0), _f([2, 4]), 0.01
 
   def predict(w, b):
@@ -118,7 +118,7 @@ def conv1d_regression() -> list[Line]:
 
 
 def chain_rule() -> list[Line]:
-  """SPEC D: f(x, y) = (x^2 + s(y)) / (3x + y - s(x)) at (1, 0), s the sigmoid."""
+  """Assignment D: f(x, y) = (x^2 + s(y)) / (3x + y - s(x)) at (1, 0), s the sigmoid."""
   def f(x, y):
     return (x ** 2 + hw.ops.sigmoid(y)) / (3 * x + y - hw.ops.sigmoid(x))
 
@@ -143,7 +143,7 @@ REPORTED_IMAGE_GRADIENT = [[4, 7, 10, 6, 3], [9, 17, 25, 16, 8], [11, 23, 34, 23
 
 
 def convolution_5x5() -> list[Line]:
-  """SPEC D: 5x5 image, 3x3 filter, stride 1, VALID; F11 and the image gradient."""
+  """Assignment D: 5x5 image, 3x3 filter, stride 1, VALID; F11 and the image gradient."""
   kernel = _f(FILTER).reshape(3, 3, 1, 1)
   f11 = hw.ops.conv2d(jnp.asarray(_f(PATCH)).reshape(1, 3, 3, 1), jnp.asarray(kernel))
   # Only the top-left patch is known; the gradient w.r.t. the image does not depend on
@@ -170,7 +170,7 @@ def convolution_5x5() -> list[Line]:
 
 
 def softmax_regression() -> list[Line]:
-  """SPEC D: dl/dW for l = -sum_i y_i log softmax(Wx)_i on one example."""
+  """Assignment D: dl/dW for l = -sum_i y_i log softmax(Wx)_i on one example."""
   x = _f([1.0, 2.0, -1.0])
   weights = _f([[0.1, 0.2, 0.3], [0.0, -0.1, 0.2], [0.3, 0.1, -0.2], [-0.2, 0.4, 0.1]])
   label = 1
@@ -201,7 +201,7 @@ def softmax_regression() -> list[Line]:
 
 
 def softmax_cross_entropy_logit_gradient() -> list[Line]:
-  """SPEC B: d loss / d z = softmax(z) - y for softmax cross-entropy."""
+  """Assignment B: d loss / d z = softmax(z) - y for softmax cross-entropy."""
   z = _f([[0.5, -1.2, 2.0, 0.1], [1.5, 0.3, -0.7, 0.0]])
   labels = np.array([2, 0])
   autodiff = jax.grad(lambda v: hw.ops.softmax_cross_entropy(
@@ -212,7 +212,7 @@ def softmax_cross_entropy_logit_gradient() -> list[Line]:
 
 
 def tsne_gradient() -> list[Line]:
-  """SPEC D: dC/dy_i = 4 sum_j (p_ij - q_ij)(y_i - y_j)(1 + |y_i - y_j|^2)^-1."""
+  """Assignment D: dC/dy_i = 4 sum_j (p_ij - q_ij)(y_i - y_j)(1 + |y_i - y_j|^2)^-1."""
   rng = np.random.default_rng(0)
   n = 6
   embedding = rng.standard_normal((n, 2))
@@ -237,11 +237,12 @@ def tsne_gradient() -> list[Line]:
   formula = 4 * np.sum(((p - q) * kernel)[:, :, None] * diff, axis=1)
   return [Line("D t-SNE", "dC/dy_i formula vs autodiff of KL(P||Q), 6 points in 2-D", formula,
                autodiff, formula, tolerance=1e-12,
-               note="the write-up's own answer is garbled; this is the formula SPEC D states")]
+               note="the write-up's own answer is garbled; this is the formula assignment D "
+                    "states")]
 
 
 def top_k_example() -> list[Line]:
-  """SPEC D: top-k error on a small example, against counting by hand."""
+  """Assignment D: top-k error on a small example, against counting by hand."""
   scores = _f([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.6, 0.1, 0.3]])
   labels = np.array([1, 1, 0, 1])
   # By hand: ranks of the true class: 0, 1, 2, 2 -> top-1 misses 3 of 4, top-2 misses 2.

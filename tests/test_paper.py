@@ -1,4 +1,4 @@
-"""`hw paper`: the worked numbers of SPEC C and D, and the write-up errors it flags."""
+"""`hw paper`: the worked numbers of assignments C and D, and the write-up errors it flags."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The SPEC D studies on small inputs: they run, write their JSON and figures, and the
+"""The studies of assignment D on small inputs: they run, write their JSON and figures, and the
 numbers they report are the ones they claim (seconds, not minutes)."""
 from __future__ import annotations
 

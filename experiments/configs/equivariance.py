@@ -1,6 +1,7 @@
-"""HK6 (SPEC C): is a CNN's prediction equivariant to shifts? A study (experiments.studies.base), not a grid:
-a CNN and an MLP on shifted 28×28 digits, the published 48×48 random-placement protocol,
-and the first conv layer's feature maps under a shift (experiments.studies.equivariance)."""
+"""HK6 (assignment C, docs/assignments.md): is a CNN's prediction equivariant to shifts?
+A study (experiments.studies.base), not a grid: a CNN and an MLP on shifted 28×28 digits,
+the published 48×48 random-placement protocol, and the first conv layer's feature maps
+under a shift (experiments.studies.equivariance)."""
 from experiments.catalog import check_profile
 from experiments.studies import equivariance
 from experiments.studies.base import Study

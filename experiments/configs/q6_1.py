@@ -1,4 +1,4 @@
-"""Q6.1 (SPEC A6): the handout's CIFAR-10 network with the handout's recipe.
+"""Q6.1 (assignment A6): the handout's CIFAR-10 network with the handout's recipe.
 
 3×3 convolutions (padding 1) 8 | pool | 16 | pool | 32, 32 | pool | 64, 64 | pool | 64, 64 |
 pool, fc 64→64, fc 64→10, no activation functions; inputs normalised with mean 0.5 and

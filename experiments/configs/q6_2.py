@@ -1,4 +1,4 @@
-"""Q6.2 (SPEC A6): the improved CIFAR-10 network: ReLU after every convolution and 4× the
+"""Q6.2 (assignment A6): the improved CIFAR-10 network: ReLU after every convolution and 4× the
 channels (32 … 256), batch norm and dropout as options chosen on validation."""
 from experiments.catalog import CIFAR_NORMALIZE, CIFAR_NOTE, check_profile
 from hw.engine.config import ExperimentConfig

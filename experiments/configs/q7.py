@@ -1,4 +1,4 @@
-"""EECS 498/598 HW1 Q7 (SPEC A7): three short answers shown by experiment — deep sigmoid
+"""EECS 498/598 HW1 Q7 (assignment A7): three short answers shown by experiment — deep sigmoid
 nets, dropout at inference, a loss that drops fast and then diverges (experiments.studies.q7)."""
 from experiments.catalog import check_profile
 from experiments.studies import q7

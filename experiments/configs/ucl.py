@@ -1,4 +1,4 @@
-"""UCL COMPGI22 coursework 2 (SPEC B): models 1-4 × settings 1-3, plain SGD, hand-written
+"""UCL COMPGI22 coursework 2 (assignment B): models 1-4 × settings 1-3, plain SGD, hand-written
 backprop; the study itself is :mod:`experiments.studies.ucl`."""
 from __future__ import annotations
 

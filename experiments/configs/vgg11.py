@@ -1,4 +1,4 @@
-"""VGG11 with batch norm on CIFAR-10 (SPEC A6: published PyTorch runs reach about 92–93%).
+"""VGG11 with batch norm on CIFAR-10 (assignment A6: published PyTorch runs reach about 92–93%).
 
 A GPU experiment: the full profile (SGD momentum 0.9, weight decay 5e-4, lr 0.05 with a
 per-step cosine decay, crop + flip, batch 128, 60 epochs) is sized for one accelerator;

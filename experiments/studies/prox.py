@@ -1,4 +1,4 @@
-"""Study: ISTA vs FISTA on a sparse-recovery lasso (SPEC D, proximal gradient descent).
+"""Study: ISTA vs FISTA on a sparse-recovery lasso (assignment D, proximal gradient descent).
 
 A 200×500 Gaussian design A (entries N(0, 1/200), so columns have norm ≈ 1), a
 20-sparse x_true with entries ±(1 + U(0, 1)), ``b = A x_true + σε`` with σ = 0.01, and

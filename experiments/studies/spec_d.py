@@ -1,5 +1,6 @@
-"""The SPEC D studies in the shape ``hw reproduce`` runs (:mod:`experiments.studies.base`): each calls its
-``run_*`` and adds the report summary, the figures and the verdict on its targets."""
+"""The studies of assignment D in the shape ``hw reproduce`` runs
+(:mod:`experiments.studies.base`): each calls its ``run_*`` and adds the report summary,
+the figures and the verdict on its targets."""
 from __future__ import annotations
 
 import os

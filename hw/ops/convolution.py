@@ -315,7 +315,7 @@ _conv1d.defvjp(_conv1d_fwd, _conv1d_bwd)
 
 def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
            algorithm: str | None = None) -> jax.Array:
-  """1-D convolution layer, valid, stride 1 (the pen-and-paper layer of SPEC C).
+  """1-D convolution layer, valid, stride 1 (the pen-and-paper layer of assignment C).
 
   Forward:  ŷ[n,i,f] = b[f] + Σ_{j,c} w[j,c,f] · x[n, i+j, c]   (correlation, no flip),
   i = 0 … L-K. Backward (custom_vjp):

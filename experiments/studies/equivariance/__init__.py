@@ -1,4 +1,4 @@
-"""HK6 (SPEC C): is a CNN's prediction equivariant to shifts?
+"""HK6 (assignment C, docs/assignments.md): is a CNN's prediction equivariant to shifts?
 
 Three measurements, every model trained with the engine (:func:`hw.engine.loop.train`) on hw.ops:
 

@@ -1,4 +1,4 @@
-"""Study: SGD, momentum, Nesterov, RMSProp and Adam compared (SPEC D, optimisation).
+"""Study: SGD, momentum, Nesterov, RMSProp and Adam compared (assignment D, optimisation).
 
 (a) Two 2-D problems with hand-written gradients, every optimiser with the learning rate
     (from a log grid) that gets below the tolerance, and stays there, in the fewest

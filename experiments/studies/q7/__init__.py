@@ -1,4 +1,4 @@
-"""EECS 498/598 HW1 Q7 (SPEC A7): three short answers, each shown by an experiment on MNIST.
+"""EECS 498/598 HW1 Q7 (assignment A7): three short answers, each shown by an experiment on MNIST.
 
 1. **Deep sigmoid networks train badly.** The same 8-hidden-layer MLP with sigmoid and with
    ReLU units, trained alike (SGD with momentum, LeCun-normal init): loss curves, the
