@@ -194,8 +194,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     name = f"{config.name} [{index}] {label}"
     point_hooks = [*console.hooks(name, run_config.epochs), *hooks]
     if writer:
-      point_hooks.append(MetricsLog(workdir / f"{config.name}.metrics.jsonl", point=index,
-                                    label=label))
+      point_hooks.append(MetricsLog(
+          workdir / f"{config.name}.metrics.jsonl", checkpoint_dir=directory,
+          experiment=config.name, point=index, params=plain(point), label=label,
+          fingerprint=fingerprint(config, whole_experiment=True, data_identity=splits.identity),
+          seed=run_config.seed, point_fingerprint=run_fingerprint))
     if on_epoch_end is not None:
       point_hooks.append(_Callback(index, on_epoch_end))
     entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}
