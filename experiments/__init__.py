@@ -1,7 +1,7 @@
 """One configuration per SPEC question: ``experiments.<name>.get_config(profile)``.
 
-Profiles: "quick" (the whole EECS set in under 20 minutes on a 2-core CPU, still meeting
-the targets) and "full" (more epochs, wider grids).
+Profiles: "quick" (short schedules that still meet the targets; the README gives the
+measured times) and "full" (more epochs, wider grids).
 """
 from experiments.catalog import EXPERIMENTS, PROFILES, canonical_name, check_profile, get_config
 
