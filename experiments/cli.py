@@ -218,6 +218,13 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
     except (train.TrainingDiverged, distributed.ProcessesDisagree) as error:
       console.fail(f"hw train: {config.name} failed", str(error))
       return 1
+    except (ValueError, TypeError) as error:  # a config the data or model cannot take
+      if console.interrupted():  # Ctrl-C that NumPy turned into a ValueError
+        raise
+      console.show_traceback()
+      console.fail(f"hw train: {config.name}", f"this config cannot train on its data: "
+                                               f"{console.one_line(error)}")
+      return 2
     except OSError as error:
       console.fail(f"hw train: {config.name} failed", f"cannot write its results: {error}")
       return 1

@@ -362,3 +362,12 @@ def test_hw_finds_the_shared_data_folder_beside_the_clone_as_make_does(tmp_path,
   assert os.environ["HW_DATA_DIR"] == str(tmp_path / "shared" / "data")
   monkeypatch.setenv("HW_DATA_DIR", "/somewhere/else")
   assert app.main() == 0 and os.environ["HW_DATA_DIR"] == "/somewhere/else"  # given: kept
+
+
+def test_a_model_that_cannot_take_the_data_is_bad_input_named(tmp_path, capsys):
+  assert app.main(["train", "q9.9", "--binary-data", _binary_file(tmp_path), "--results-dir",
+                   str(tmp_path / "r"), "--set", "model=cnn"], catalog=_catalog(0.5)) == 2
+  err = capsys.readouterr().err
+  assert "Traceback" not in err and _last_line(err) == (
+      "hw train: q9_9: this config cannot train on its data: ValueError: ConvNet expects NHWC "
+      "images of rank 4, got shape (100, 5)")

@@ -125,3 +125,19 @@ def test_a_model_keyword_the_model_does_not_take_is_refused_with_the_ones_it_tak
     _config(grid={"model.width": [1, 2]})
   with pytest.raises(ValueError, match="grid of 'tiny' sets unknown config field 'lr'"):
     _config(grid=[{"lr": 0.1}])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("normalize", "abc", "normalize must be None, 'standardize' or \\(mean, std\\)"),
+    ("normalize", (1,), "normalize must be None, 'standardize' or \\(mean, std\\)"),
+    ("normalize", (0.5, 0.0), "normalize must be None, 'standardize' or \\(mean, std\\)"),
+    ("jit_per_batch", "maybe", "jit_per_batch must be True, False or None"),
+    ("title", 5, "title must be a string"),
+    ("repeat_seeds", (-1,), "repeat_seeds must be a list of non-negative integers"),
+    ("also_test", "0", "also_test must be a list of non-negative integers"),
+    ("model.hidden_sizes", "abc", "model_kwargs {'hidden_sizes': 'abc'} do not make a 'mlp' "
+                                  "model in 'tiny': invalid literal for int"),
+])
+def test_fields_found_wrong_by_probing_the_command_line_are_refused(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    _config(**{field: value})

@@ -438,3 +438,10 @@ def test_object_arrays_in_proportion_still_load(tmp_path):
   loaded, labels = binary.load_binary_file(path)
   np.testing.assert_allclose(loaded, features.astype(np.float32))
   assert (labels == targets).all()
+
+
+def test_a_text_file_is_not_a_pickle_rather_than_an_oversized_one(tmp_path):
+  path = tmp_path / "passwd"
+  path.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/bin/false\n")
+  with pytest.raises(data.DataError, match=rf"{path}: not a readable pickle"):
+    binary.load_binary_file(path)

@@ -230,16 +230,18 @@ def _resolve(content):
 
 def _check_memo(data: bytes, path: Path) -> None:
   """Refuse a pickle whose memo indices exceed its size (the unpickler would allocate a
-  table of that many entries first), without running anything."""
+  table of that many entries first), without running anything. A file that does not parse
+  as a pickle is left to the unpickler to report."""
+  largest = 0
   try:
     for opcode, argument, _ in pickletools.genops(io.BytesIO(data)):
-      if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(argument) > len(data):
-        raise DataError(f"{path}: refused to unpickle: it declares memo entry {argument:,}, "
-                        f"out of proportion to the file's {len(data):,} bytes")
-  except DataError:
-    raise
+      if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+        largest = max(largest, int(argument))
   except Exception:  # pylint: disable=broad-except  # unparsable: the unpickler says why
     return
+  if largest > len(data):
+    raise DataError(f"{path}: refused to unpickle: it declares memo entry {largest:,}, out "
+                    f"of proportion to the file's {len(data):,} bytes")
 
 
 def _frombuffer():

@@ -184,10 +184,38 @@ class ExperimentConfig:
       raise ValueError(f"model {self.model!r} of {self.name!r} takes no keyword "
                        f"{', '.join(f'model.{key}' for key in unknown)}; it takes: "
                        f"{', '.join(f'model.{key}' for key in known) or 'none'}")
+    try:  # the model's own checks of its keywords (types, choices); nothing is initialised
+      MODELS[self.model](num_outputs=2, weight_scale=self.weight_scale, **self.model_kwargs)
+    except (TypeError, ValueError) as error:
+      raise ValueError(f"model_kwargs {dict(self.model_kwargs)!r} do not make a {self.model!r} "
+                       f"model in {self.name!r}: {error}") from None
     self._check_grid_fields()
+    self._check_plain_fields()
     if not 0.0 < self.validation_fraction < 1.0:
       raise ValueError(f"validation_fraction must be in (0, 1) in {self.name!r}, "
                        f"got {self.validation_fraction!r}")
+
+  def _check_plain_fields(self) -> None:
+    """Texts, switches, normalisation and seed lists of the right types."""
+    for field in ("title", "notes", "profile"):
+      if not isinstance(getattr(self, field), str):
+        raise ValueError(f"{field} must be a string in {self.name!r}, "
+                         f"got {getattr(self, field)!r}")
+    if self.jit_per_batch not in (None, True, False):
+      raise ValueError(f"jit_per_batch must be True, False or None in {self.name!r}, "
+                       f"got {self.jit_per_batch!r}")
+    normalize = self.normalize
+    if not (normalize is None or normalize == "standardize" or (
+        isinstance(normalize, (tuple, list)) and len(normalize) == 2
+        and all(_is_number(v) and math.isfinite(v) for v in normalize) and normalize[1] > 0)):
+      raise ValueError(f"normalize must be None, 'standardize' or (mean, std) with std > 0 in "
+                       f"{self.name!r}, got {normalize!r}")
+    for field in ("repeat_seeds", "also_test"):
+      values = getattr(self, field)
+      if not isinstance(values, (tuple, list)) or not all(
+          isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError(f"{field} must be a list of non-negative integers in {self.name!r}, "
+                         f"got {values!r}")
 
   def _check_grid_fields(self) -> None:
     """Every field a grid sets is a config field or a keyword of the model."""
