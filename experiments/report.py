@@ -248,22 +248,29 @@ def _top_k_cell(results: Mapping[str, Any]) -> str:
 AD_HOC_ORIGIN = "hw train"
 
 
-def read_results(path: pathlib.Path) -> Mapping[str, Any] | None:
-  """The results JSON at ``path`` when ``hw reproduce`` wrote it; None when there is none,
-  or when it is an ad-hoc ``hw train`` run's (``"origin": "hw train"``), which this report
-  leaves out."""
-  if not path.exists():
+def _load(path: pathlib.Path) -> Mapping[str, Any] | None:
+  """The JSON at ``path``; None when there is none or it cannot be read (a torn or
+  hand-edited file: ``hw reproduce`` retrains that experiment)."""
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError):
     return None
-  results = json.loads(path.read_text())
-  return None if results.get("origin") == AD_HOC_ORIGIN else results
+
+
+def read_results(path: pathlib.Path) -> Mapping[str, Any] | None:
+  """The results JSON at ``path`` when ``hw reproduce`` wrote it; None when there is none
+  (or none readable), or when it is an ad-hoc ``hw train`` run's (``"origin": "hw
+  train"``), which this report leaves out."""
+  results = _load(path)
+  return None if results is None or results.get("origin") == AD_HOC_ORIGIN else results
 
 
 def _ad_hoc(results_dir: pathlib.Path, experiments: Sequence[str]) -> list[str]:
   """The experiments whose JSON in ``results_dir`` an ad-hoc ``hw train`` run wrote."""
   found = []
   for name in experiments:
-    path = results_dir / f"{name}.json"
-    if path.exists() and read_results(path) is None:
+    results = _load(results_dir / f"{name}.json")
+    if results is not None and results.get("origin") == AD_HOC_ORIGIN:
       found.append(f"{name}.json")
   return found
 

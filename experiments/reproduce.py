@@ -444,7 +444,7 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       if record.get("reused"):
         call["reused"].append(name)
       if record["status"] not in ("complete", "skipped"):
-        failures.append(f"{name}: {record['status']}")
+        failures.append(f"{name}: {record['status']} ({record.get('message', '')})")
       save()
   except KeyboardInterrupt:
     save()
