@@ -353,7 +353,8 @@ def _dispatch(argv: Sequence[str], catalog: Any,
   if extra and name in extra:
     return int(extra[name][1](rest) or 0)
   if name not in COMMANDS:
-    print(f"{_usage(extra)}\n\nhw: unknown command {name!r}", file=sys.stderr)
+    hint = " (the benchmarks run with `make bench`)" if name == "bench" else ""
+    print(f"{_usage(extra)}\n\nhw: unknown command {name!r}{hint}", file=sys.stderr)
     return 2
   if name in ("verify", "paper"):
     from experiments.reproduce import CHECK_MODULES

@@ -316,6 +316,18 @@ def _load_state(results_dir: pathlib.Path) -> dict[str, Any]:
   return {"experiments": {}}
 
 
+def _status_of_earlier_results(results_dir: pathlib.Path, name: str) -> dict[str, str]:
+  """The status of ``name`` before this call: "not run", or what its ``<name>.json`` (an
+  earlier ``hw reproduce`` call's, whose state file is gone) says, so that the report never
+  puts results under a heading that says "not run"."""
+  from experiments import report
+  results = report.read_results(results_dir / f"{name}.json")
+  if results is None or results.get("status") != "complete":
+    return {"status": "not run", "message": "not run yet"}
+  status = "short of target" if results.get("meets_target") is False else "complete"
+  return {"status": status, "message": "results of an earlier call found in this folder"}
+
+
 def _save(results_dir: pathlib.Path, state: dict[str, Any], experiments: Sequence[str]) -> None:
   from experiments import report
   from hw.engine import experiment
@@ -409,7 +421,7 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       config = get_config(name, args.profile)
       state["experiments"][name] = {"title": config.title, "reported": list(config.reported),
                                     "target": config.target, "profile": config.profile,
-                                    "status": "not run", "message": "not run yet"}
+                                    **_status_of_earlier_results(results_dir, name)}
   failures: list[str] = []
   call_began = time.perf_counter()
   call = state["last_call"] = {"checks": list(checks), "experiments": list(names),

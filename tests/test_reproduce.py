@@ -125,3 +125,18 @@ def test_seed_and_devices_that_no_experiment_can_take_are_usage_errors(tmp_path,
 def test_the_quick_profile_help_promises_no_time():
   text = " ".join(reproduce._parser().format_help().split())
   assert "under 20 minutes" not in text and "the README gives the measured times" in text
+
+
+def test_results_of_an_earlier_call_are_not_reported_as_not_run(tmp_path):
+  """reproduce_state.json lost, q2_3.json kept: the report does not say "not run" above
+  the results."""
+  argv = ["--only", "Q2.3", "--results-dir", str(tmp_path)]
+  reproduce.main(argv, catalog=registry, get_config=_tiny)
+  (tmp_path / reproduce.STATE_FILE).unlink()
+  reproduce.main(["--only", "q2.4", "--results-dir", str(tmp_path)], catalog=registry,
+                 get_config=_tiny)
+  report = (tmp_path / "REPORT.md").read_text()
+  section = report.split("### Q2.3", 1)[1].split("###", 1)[0]
+  assert "not run" not in section.lower()
+  state = json.loads((tmp_path / reproduce.STATE_FILE).read_text())
+  assert state["experiments"]["q2_3"]["message"] == "results of an earlier call found in this folder"
