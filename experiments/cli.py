@@ -140,7 +140,9 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
   parser.add_argument("--data-dir", default=None,
                       help="folder with mnist/ (and cifar10/); default: $HW_DATA_DIR, else a "
                            "../shared/data beside the clone, else tensorflow-datasets")
-  parser.add_argument("--binary-data", default=None)
+  parser.add_argument("--binary-data", default=None, metavar="PATH",
+                      help="a pickle or .npz (features, targets) for Q2/Q3; default: "
+                           "DATA_DIR/eecs598-hw1/data.pkl when present, else the stand-in")
   parser.add_argument("--results-dir", default="results/train",
                       help="default: results/train (apart from hw reproduce's results/)")
   parser.add_argument("--force", action="store_true",

@@ -71,8 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="run only this experiment (q5.3, q5_3, Q5.3) or check (verify, "
                            "paper); repeatable")
   parser.add_argument("--data-dir", default=None,
-                      help="folder with mnist/ (and cifar10/); default: $HW_DATA_DIR, else "
-                           "tensorflow-datasets when online")
+                      help="folder with mnist/ (and cifar10/); default: $HW_DATA_DIR, else a "
+                           "../shared/data beside the clone, else tensorflow-datasets when "
+                           "online")
   parser.add_argument("--binary-data", default=None, metavar="PATH",
                       help="a pickle or .npz (features, targets) for Q2/Q3 (read with an "
                            "arrays-only unpickler); default: DATA_DIR/eecs598-hw1/data.pkl when "
