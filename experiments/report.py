@@ -245,6 +245,36 @@ def _top_k_cell(results: Mapping[str, Any]) -> str:
   return f"{_percent(errors['top1_error'])} / {_percent(top5) if top5 is not None else fewer}"
 
 
+AD_HOC_ORIGIN = "hw train"
+
+
+def _load(path: pathlib.Path) -> Mapping[str, Any] | None:
+  """The JSON at ``path``; None when there is none or it cannot be read (a torn or
+  hand-edited file: ``hw reproduce`` retrains that experiment)."""
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def read_results(path: pathlib.Path) -> Mapping[str, Any] | None:
+  """The results JSON at ``path`` when ``hw reproduce`` wrote it; None when there is none
+  (or none readable), or when it is an ad-hoc ``hw train`` run's (``"origin": "hw
+  train"``), which this report leaves out."""
+  results = _load(path)
+  return None if results is None or results.get("origin") == AD_HOC_ORIGIN else results
+
+
+def _ad_hoc(results_dir: pathlib.Path, experiments: Sequence[str]) -> list[str]:
+  """The experiments whose JSON in ``results_dir`` an ad-hoc ``hw train`` run wrote."""
+  found = []
+  for name in experiments:
+    results = _load(results_dir / f"{name}.json")
+    if results is not None and results.get("origin") == AD_HOC_ORIGIN:
+      found.append(f"{name}.json")
+  return found
+
+
 def summary_table(results_dir: str | os.PathLike, experiments: Sequence[str],
                   statuses: Mapping[str, Any] | None = None) -> list[str]:
   """The one-row-per-experiment Markdown table of REPORT.md (and of the README)."""
@@ -252,8 +282,7 @@ def summary_table(results_dir: str | os.PathLike, experiments: Sequence[str],
   lines = ["| question | reported | ours (test) | top-1 / top-5 error | target | verdict | "
            "selected on validation | train time |", "|---|---|---|---|---|---|---|---|"]
   for name in experiments:
-    path = results_dir / f"{name}.json"
-    results = json.loads(path.read_text()) if path.exists() else None
+    results = read_results(results_dir / f"{name}.json")
     lines.append(_summary_row(name, results, (statuses or {}).get(name) or {}))
   return lines
 
@@ -316,11 +345,15 @@ def write_report(results_dir: str | os.PathLike, state: Mapping[str, Any],
              if (results_dir / "verify_errors.png").exists() else []),
            "", "## Experiments", "",
            *summary_table(results_dir, experiments, state.get("experiments", {}))]
+  ad_hoc = _ad_hoc(results_dir, experiments)
+  if ad_hoc:
+    lines += ["", f"Left out: {', '.join(ad_hoc)} in this folder {'were' if len(ad_hoc) > 1 else 'was'} "
+              f"written by an ad-hoc `hw train` run, not by `hw reproduce` (rerunning `hw "
+              f"reproduce` retrains {'them' if len(ad_hoc) > 1 else 'it'})."]
   sections: list[str] = []
   statuses = state.get("experiments", {})
   for name in experiments:
-    path = results_dir / f"{name}.json"
-    results = json.loads(path.read_text()) if path.exists() else None
+    results = read_results(results_dir / f"{name}.json")
     status = statuses.get(name)
     sections += _experiment_section(name, results, status)
   lines += ["", "Exit status: 0 when every step that ran succeeded and every experiment that ran "

@@ -11,7 +11,12 @@ crashing, diverging on every grid point, falling short of its target, or finding
 unusable (a missing ``--data-dir``, corrupt or malformed files). Only an experiment whose
 data cannot be had at all (no data folder and offline) and that was not named with
 ``--only`` is reported as skipped, which is not a failure. 2 for bad command-line
-arguments or an unusable ``--results-dir``; 130 when interrupted.
+arguments (an unknown name, a seed or device count no experiment can take) or an unusable
+``--results-dir``; 130 when interrupted. Errors are one line (``hw --debug`` shows the
+traceback of an unexpected one).
+
+A ``<name>.json`` that ``hw train`` wrote into the same folder (``"origin": "hw train"``)
+is never taken as this command's result: it is retrained, and the report leaves it out.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import time
 import traceback
 from typing import Any, Callable, Protocol, Sequence
 
+from experiments import console
 from experiments.studies import base as study_module
 from experiments.studies.base import Study
 from hw.engine import distributed, files
@@ -55,16 +61,19 @@ def _parser() -> argparse.ArgumentParser:
       description="Run hw verify, hw paper and the experiments; write RESULTS_DIR/REPORT.md.",
       epilog="Exit status: 0 all good; 1 a step failed, missed its target or found its data "
              "unusable (only data that cannot be had offline, for experiments not named with "
-             "--only, is a skip); 2 bad arguments; 130 interrupted.")
+             "--only, is a skip), listed in the last lines; 2 bad arguments, named; 130 "
+             "interrupted: rerun the same command to resume.")
   parser.add_argument("--profile", choices=("quick", "full"), default="quick",
-                      help="quick: the EECS questions in under 20 minutes on a 2-core CPU; "
-                           "full: more epochs, wider grids (default: quick)")
+                      help="quick: short schedules that still meet the targets (the README "
+                           "gives the measured times); full: more epochs, wider grids "
+                           "(default: quick)")
   parser.add_argument("--only", action="append", default=[], metavar="NAME",
                       help="run only this experiment (q5.3, q5_3, Q5.3) or check (verify, "
                            "paper); repeatable")
   parser.add_argument("--data-dir", default=None,
-                      help="folder with mnist/ (and cifar10/); default: $HW_DATA_DIR, else "
-                           "tensorflow-datasets when online")
+                      help="folder with mnist/ (and cifar10/); default: $HW_DATA_DIR, else a "
+                           "../shared/data beside the clone, else tensorflow-datasets when "
+                           "online")
   parser.add_argument("--binary-data", default=None, metavar="PATH",
                       help="a pickle or .npz (features, targets) for Q2/Q3 (read with an "
                            "arrays-only unpickler); default: DATA_DIR/eecs598-hw1/data.pkl when "
@@ -119,10 +128,14 @@ def run_check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
       raise
     except SystemExit as error:  # an argparse-style main may exit
       code = error.code if isinstance(error.code, int) else 1
-    except Exception:
+    except Exception as error:
+      if console.interrupted():  # Ctrl-C that surfaced as another exception
+        raise KeyboardInterrupt from error
       text = traceback.format_exc()
       log.write(text)
-      print(text, file=sys.stderr)
+      console.show_traceback()
+      print(f"[reproduce] hw {name} raised {console.one_line(error)} (traceback in "
+            f"{log_path})", file=sys.stderr)
       return {"status": "error", "exit_code": None, "seconds": time.perf_counter() - began,
               "message": f"raised {text.strip().splitlines()[-1]} (see {log_path.name})"}
   status = "passed" if code == 0 else "FAILED"
@@ -141,7 +154,8 @@ def _check(name: str, results_dir: pathlib.Path) -> dict[str, Any]:
 
 
 def _finished(results_dir: pathlib.Path, config, splits) -> bool:
-  """Whether ``<name>.json`` holds complete results of exactly this configuration and data."""
+  """Whether ``<name>.json`` holds complete results of exactly this configuration and data,
+  written by ``hw reproduce`` (not by ``hw train``)."""
   path = results_dir / f"{config.name}.json"
   if not path.exists():
     return False
@@ -150,7 +164,8 @@ def _finished(results_dir: pathlib.Path, config, splits) -> bool:
   except json.JSONDecodeError:
     return False
   current = fingerprint(config, whole_experiment=True, data_identity=splits.identity)
-  return results.get("status") == "complete" and results.get("fingerprint") == current
+  return (results.get("status") == "complete" and results.get("fingerprint") == current
+          and results.get("origin") != "hw train")
 
 
 def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
@@ -223,8 +238,14 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
 
 
 def _crashed(record: dict[str, Any], error: Exception) -> dict[str, Any]:
-  traceback.print_exc()
-  return {**record, "status": "failed", "message": f"{type(error).__name__}: {error}"}
+  """The record of a crash, said in one line (the traceback with ``hw --debug``); a Ctrl-C
+  that surfaced as another exception is raised as the interruption it was."""
+  if console.interrupted():
+    raise KeyboardInterrupt from error
+  console.show_traceback()
+  message = console.one_line(error)
+  print(f"[reproduce] {record.get('title', '')}: FAILED: {message}", file=sys.stderr)
+  return {**record, "status": "failed", "message": message}
 
 
 def run_study(study: Study, results_dir: pathlib.Path, *, data_dir: str | None,
@@ -296,6 +317,18 @@ def _load_state(results_dir: pathlib.Path) -> dict[str, Any]:
   return {"experiments": {}}
 
 
+def _status_of_earlier_results(results_dir: pathlib.Path, name: str) -> dict[str, str]:
+  """The status of ``name`` before this call: "not run", or what its ``<name>.json`` (an
+  earlier ``hw reproduce`` call's, whose state file is gone) says, so that the report never
+  puts results under a heading that says "not run"."""
+  from experiments import report
+  results = report.read_results(results_dir / f"{name}.json")
+  if results is None or results.get("status") != "complete":
+    return {"status": "not run", "message": "not run yet"}
+  status = "short of target" if results.get("meets_target") is False else "complete"
+  return {"status": status, "message": "results of an earlier call found in this folder"}
+
+
 def _save(results_dir: pathlib.Path, state: dict[str, Any], experiments: Sequence[str]) -> None:
   from experiments import report
   from hw.engine import experiment
@@ -319,6 +352,31 @@ def _selection(only: Sequence[str], catalog: Catalog) -> tuple[list[str], list[s
   return checks, list(dict.fromkeys(names))
 
 
+def _overridden(config: ExperimentConfig, args) -> ExperimentConfig:
+  """``config`` with the command line's ``--seed`` and ``--devices``."""
+  if args.seed is not None:
+    config = config.replace(seed=args.seed)
+  if args.devices is not None:
+    config = config.replace(devices=args.devices)
+  return config
+
+
+def _check_overrides(args, names: Sequence[str], get_config: Callable[[str, str], Any]) -> None:
+  """Raise ``ValueError`` (naming the field) when ``--seed`` or ``--devices`` does not fit
+  an experiment to run (a negative seed, more devices than there are, a batch that does
+  not split over them), before anything runs."""
+  from hw.engine import experiment, steps
+  if args.seed is None and args.devices is None:
+    return
+  for name in names:
+    config = get_config(name, args.profile)
+    if isinstance(config, Study):
+      continue
+    config = _overridden(config, args)
+    for point in experiment.grid_points(config):
+      steps.device_count(experiment.point_config(config, point))
+
+
 def main(argv: Sequence[str] | None = None, *, catalog: Catalog,
          get_config: Callable[[str, str], Any] | None = None,
          console: Console | None = None) -> int:
@@ -337,6 +395,11 @@ def main(argv: Sequence[str] | None = None, *, catalog: Catalog,
   try:
     checks, names = _selection(args.only, catalog)
   except ValueError as error:
+    print(f"hw reproduce: {error}", file=sys.stderr)
+    return 2
+  try:
+    _check_overrides(args, names, get_config or catalog.get_config)
+  except (ValueError, TypeError) as error:
     print(f"hw reproduce: {error}", file=sys.stderr)
     return 2
   console = console or Console.for_process()
@@ -359,7 +422,7 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       config = get_config(name, args.profile)
       state["experiments"][name] = {"title": config.title, "reported": list(config.reported),
                                     "target": config.target, "profile": config.profile,
-                                    "status": "not run", "message": "not run yet"}
+                                    **_status_of_earlier_results(results_dir, name)}
   failures: list[str] = []
   call_began = time.perf_counter()
   call = state["last_call"] = {"checks": list(checks), "experiments": list(names),
@@ -386,10 +449,7 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       if isinstance(config, Study):
         record = run_study(config, results_dir, data_dir=args.data_dir, force=args.force)
       else:
-        if args.seed is not None:
-          config = config.replace(seed=args.seed)
-        if args.devices is not None:
-          config = config.replace(devices=args.devices)
+        config = _overridden(config, args)
         record = run_experiment(config, results_dir, data_dir=args.data_dir,
                                 binary_data=args.binary_data, force=args.force,
                                 named=bool(args.only), console=console)
@@ -397,7 +457,7 @@ def _run(args, checks, names, results_dir, get_config, experiments, console) -> 
       if record.get("reused"):
         call["reused"].append(name)
       if record["status"] not in ("complete", "skipped"):
-        failures.append(f"{name}: {record['status']}")
+        failures.append(f"{name}: {record['status']} ({record.get('message', '')})")
       save()
   except KeyboardInterrupt:
     save()

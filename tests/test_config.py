@@ -84,3 +84,60 @@ def test_a_training_subset_enters_the_fingerprint_only_when_set():
   assert fingerprint(base.replace(train_subset=100)) != fingerprint(base)
   assert fingerprint(base.replace(devices=4)) == fingerprint(base)  # same numbers
   assert compile_key(base.replace(devices=4)) != compile_key(base)
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "a\\b", "..", ".hidden", "", "x..y", 7])
+def test_a_name_that_is_not_one_plain_file_name_is_refused(name):
+  with pytest.raises(ValueError, match="name must be a plain name"):
+    _config(name=name)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("learning_rate", float("nan"), "learning_rate must be a finite number >= 0"),
+    ("learning_rate", float("inf"), "learning_rate must be a finite number >= 0"),
+    ("learning_rate", "nan", "learning_rate must be a finite number >= 0"),
+    ("learning_rate", -0.1, "learning_rate must be a finite number >= 0"),
+    ("momentum", "fast", "momentum must be a finite number >= 0"),
+    ("weight_scale", 0.0, "weight_scale must be a finite number > 0 or None"),
+    ("seed", -1, "seed must be a non-negative integer"),
+    ("data_seed", 1.5, "data_seed must be a non-negative integer"),
+])
+def test_non_finite_negative_or_non_numeric_values_are_refused(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    _config(**{field: value})
+
+
+@pytest.mark.parametrize("loss", ["hinge", "logistic"])
+def test_a_binary_loss_on_a_ten_class_data_set_is_refused(loss):
+  with pytest.raises(ValueError, match=f"loss='{loss}' is a binary loss .* 'mnist' .* 10 classes"):
+    _config(dataset="mnist", loss=loss)
+  assert _config(dataset="binary", loss=loss).loss == loss  # two classes: fine
+
+
+def test_a_model_keyword_the_model_does_not_take_is_refused_with_the_ones_it_takes():
+  with pytest.raises(ValueError, match=r"model 'mlp' of 'tiny' takes no keyword "
+                                       r"model.hiden_sizes; it takes: model.hidden_sizes"):
+    _config(**{"model.hiden_sizes": (3,)})
+  with pytest.raises(ValueError, match="model 'linear' .* takes no keyword model.hidden_size; "
+                                       "it takes: none"):
+    _config(model="linear", **{"model.hidden_size": 3})
+  with pytest.raises(ValueError, match="grid of 'tiny' sets model.width, but model 'mlp'"):
+    _config(grid={"model.width": [1, 2]})
+  with pytest.raises(ValueError, match="grid of 'tiny' sets unknown config field 'lr'"):
+    _config(grid=[{"lr": 0.1}])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("normalize", "abc", "normalize must be None, 'standardize' or \\(mean, std\\)"),
+    ("normalize", (1,), "normalize must be None, 'standardize' or \\(mean, std\\)"),
+    ("normalize", (0.5, 0.0), "normalize must be None, 'standardize' or \\(mean, std\\)"),
+    ("jit_per_batch", "maybe", "jit_per_batch must be True, False or None"),
+    ("title", 5, "title must be a string"),
+    ("repeat_seeds", (-1,), "repeat_seeds must be a list of non-negative integers"),
+    ("also_test", "0", "also_test must be a list of non-negative integers"),
+    ("model.hidden_sizes", "abc", "model_kwargs {'hidden_sizes': 'abc'} do not make a 'mlp' "
+                                  "model in 'tiny': invalid literal for int"),
+])
+def test_fields_found_wrong_by_probing_the_command_line_are_refused(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    _config(**{field: value})

@@ -384,3 +384,64 @@ def test_load_splits_uses_the_course_file_under_the_data_folder():
   assert "EECS 598 HW1 data.pkl" in splits.source and not splits.stand_in
   assert (len(splits.train.labels), len(splits.validation.labels), len(splits.test.labels)) == (
       500, 250, 250)
+
+
+def _allocations_during(function) -> int:
+  """Peak bytes Python/NumPy allocated (tracemalloc) while ``function`` ran."""
+  import tracemalloc
+  tracemalloc.start()
+  try:
+    function()
+  except data.DataError:
+    pass
+  finally:
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+  return peak
+
+
+@pytest.mark.parametrize("where", ["reconstruct", "state"])
+def test_an_array_declared_out_of_proportion_to_the_file_is_refused_before_allocation(
+    tmp_path, where):
+  """A 300-byte pickle of allowed types that declares 10**9 elements (its _reconstruct
+  shape, or the shape of its BUILD state) is refused with the file named, and nothing near
+  that size is allocated."""
+  import struct
+  honest = pickle.dumps((np.zeros(4), np.zeros(4)), protocol=2)
+  tiny = b"K\x00\x85" if where == "reconstruct" else b"K\x04\x85"
+  assert tiny in honest
+  crafted = honest.replace(tiny, b"J" + struct.pack("<i", 10 ** 9) + b"\x85", 1)
+  path = tmp_path / "bomb.pkl"
+  path.write_bytes(crafted)
+  assert len(crafted) < 400
+  with pytest.raises(data.DataError, match=rf"{path}: refused to unpickle: it declares an "
+                                           rf"array of shape \(1000000000,\).*out of "
+                                           rf"proportion to the file's {len(crafted)} bytes"):
+    binary.load_binary_file(path)
+  assert _allocations_during(lambda: binary.load_binary_file(path)) < 10 ** 6
+
+
+def test_a_memo_index_out_of_proportion_to_the_file_is_refused(tmp_path):
+  """LONG_BINPUT 2**26 in a 9-byte file would make the unpickler allocate a 512 MiB memo."""
+  import struct
+  path = tmp_path / "memo.pkl"
+  path.write_bytes(b"\x80\x02N" + b"r" + struct.pack("<I", 2 ** 26) + b".")
+  with pytest.raises(data.DataError, match=rf"{path}: refused to unpickle: it declares memo "
+                                           rf"entry 67,108,864"):
+    binary.load_binary_file(path)
+
+
+def test_object_arrays_in_proportion_still_load(tmp_path):
+  features, targets = np.random.default_rng(0).random((40, 3)), np.arange(40) % 2
+  path = tmp_path / "objects.pkl"
+  path.write_bytes(pickle.dumps((features.astype(object), targets.astype(object)), protocol=2))
+  loaded, labels = binary.load_binary_file(path)
+  np.testing.assert_allclose(loaded, features.astype(np.float32))
+  assert (labels == targets).all()
+
+
+def test_a_text_file_is_not_a_pickle_rather_than_an_oversized_one(tmp_path):
+  path = tmp_path / "passwd"
+  path.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/bin/false\n")
+  with pytest.raises(data.DataError, match=rf"{path}: not a readable pickle"):
+    binary.load_binary_file(path)

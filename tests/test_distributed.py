@@ -177,17 +177,18 @@ def test_two_processes_train_like_one_and_only_process_0_writes(tmp_path, capsys
 
 @pytest.mark.no_network
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("process1, message0, message1", [
+@pytest.mark.parametrize("process1, message0, message1, code1", [
     (["--seed", "1"], "differs between process 0 and process(es) 1",
-     "differs between process 0 and process(es) 1"),
+     "differs between process 0 and process(es) 1", 1),
     (["--binary-data", "/nonexistent/data.npz"],
      "process 1 failed (DataError: binary data file /nonexistent/data.npz does not exist)",
-     "binary data file /nonexistent/data.npz does not exist")],
+     "binary data file /nonexistent/data.npz does not exist", 2)],
     ids=["different-seed", "missing-data"])
 def test_processes_that_differ_or_fail_all_stop_with_an_error(process1, message0, message1,
-                                                              tmp_path):
-  """A different seed in one process, or data one process cannot load: both exit 1 with
-  the reason, at once, instead of waiting for each other in a collective."""
+                                                              code1, tmp_path):
+  """A different seed in one process, or data one process cannot load: both stop with the
+  reason, at once, instead of waiting for each other in a collective (exit 1; 2, bad
+  input, for the process whose own data is missing)."""
   env = {key: value for key, value in os.environ.items()
          if not key.startswith(("HW_", "XLA_FLAGS", "SLURM_", "JAX_"))}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), HW_NO_PROGRESS="1")
@@ -204,8 +205,9 @@ def test_processes_that_differ_or_fail_all_stop_with_an_error(process1, message0
       if process.poll() is None:
         process.kill()
         process.communicate()
-  for process, (_, err), message in zip(processes, outputs, (message0, message1)):
-    assert process.returncode == 1, err[-3000:]
+  for process, (_, err), message, code in zip(processes, outputs, (message0, message1),
+                                             (1, code1)):
+    assert process.returncode == code, err[-3000:]
     assert message in err, err[-3000:]
   assert not (tmp_path / "r0" / "q2_4.json").exists()
   assert not (tmp_path / "r1").exists()

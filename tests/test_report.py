@@ -27,3 +27,20 @@ def test_a_study_lists_the_errors_of_each_classifier():
 
 def test_top_k_cell_without_errors_is_a_dash():
   assert report._top_k_cell({"test_accuracy": 0.9}) == "—"
+
+
+def test_a_torn_results_json_is_reported_as_no_results_not_a_crash(tmp_path):
+  (tmp_path / "q2_3.json").write_text("{not json")
+  state = {"experiments": {"q2_3": {"title": "Q2.3 x", "status": "not run",
+                                    "message": "not run yet"}}}
+  text = report.write_report(tmp_path, state, ["q2_3"]).read_text()
+  assert "| Q2.3 | — | — | — | — | not run | — | — |" in text and "Left out" not in text
+
+
+def test_an_ad_hoc_hw_train_result_is_left_out_of_the_report_and_said_so(tmp_path):
+  (tmp_path / "q2_3.json").write_text('{"origin": "hw train", "test_accuracy": 0.5}')
+  assert report.read_results(tmp_path / "q2_3.json") is None
+  state = {"experiments": {"q2_3": {"title": "Q2.3 x", "status": "not run"}}}
+  text = report.write_report(tmp_path, state, ["q2_3"]).read_text()
+  assert "Left out: q2_3.json in this folder was written by an ad-hoc `hw train` run" in text
+  assert "50.00%" not in text

@@ -96,3 +96,47 @@ def test_every_experiment_has_quick_and_full_configs():
       continue
     assert quick.name == full.name == name and quick.grid and (quick.target is not None or quick.dataset == "binary")
     assert full.epochs >= quick.epochs
+
+
+def test_a_crashing_experiment_is_one_line_without_a_traceback(tmp_path, capsys, monkeypatch):
+  from hw.engine import experiment
+
+  def crash(*args, **kwargs):
+    raise RuntimeError("disk on fire")
+  monkeypatch.setattr(experiment, "train_and_evaluate", crash)
+  code = reproduce.main(["--only", "q2.3", "--results-dir", str(tmp_path)], catalog=registry,
+                        get_config=_tiny)
+  err = capsys.readouterr().err
+  assert code == 1 and "Traceback" not in err
+  assert "Q2.3 logistic classifier, no hidden layer (binary task): FAILED: RuntimeError: disk on fire" in err
+  state = json.loads((tmp_path / reproduce.STATE_FILE).read_text())
+  assert state["experiments"]["q2_3"]["message"] == "RuntimeError: disk on fire"
+
+
+def test_seed_and_devices_that_no_experiment_can_take_are_usage_errors(tmp_path, capsys):
+  for argv, message in ((["--seed", "-1"], "seed must be a non-negative integer in 'q2_3'"),
+                        (["--devices", "64"], "devices=64 in 'q2_3', but this process has only")):
+    assert reproduce.main(["--only", "q2.3", "--results-dir", str(tmp_path / "r"), *argv],
+                          catalog=registry) == 2
+    assert message in capsys.readouterr().err
+  assert not (tmp_path / "r").exists()
+
+
+def test_the_quick_profile_help_promises_no_time():
+  text = " ".join(reproduce._parser().format_help().split())
+  assert "under 20 minutes" not in text and "the README gives the measured times" in text
+
+
+def test_results_of_an_earlier_call_are_not_reported_as_not_run(tmp_path):
+  """reproduce_state.json lost, q2_3.json kept: the report does not say "not run" above
+  the results."""
+  argv = ["--only", "Q2.3", "--results-dir", str(tmp_path)]
+  reproduce.main(argv, catalog=registry, get_config=_tiny)
+  (tmp_path / reproduce.STATE_FILE).unlink()
+  reproduce.main(["--only", "q2.4", "--results-dir", str(tmp_path)], catalog=registry,
+                 get_config=_tiny)
+  report = (tmp_path / "REPORT.md").read_text()
+  section = report.split("### Q2.3", 1)[1].split("###", 1)[0]
+  assert "not run" not in section.lower()
+  state = json.loads((tmp_path / reproduce.STATE_FILE).read_text())
+  assert state["experiments"]["q2_3"]["message"] == "results of an earlier call found in this folder"

@@ -31,8 +31,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import math
 import os
 import pickle
+import pickletools
 import zipfile
 from pathlib import Path
 
@@ -158,9 +160,88 @@ def _numpy_internal(*candidates: str):
   raise _RefusedGlobal(f"{candidates[0]} is not available in this numpy")
 
 
-def _reconstruct():
+def _numpy_reconstruct():
   return _numpy_internal("numpy._core.multiarray:_reconstruct",
                          "numpy.core.multiarray:_reconstruct")
+
+
+# An array in a pickle is made from bytes in the file (one file byte or two, latin-1 text,
+# per array byte) or, of dtype object, from one pickled object (at least one byte) per
+# 8-byte element; so no honest array needs more memory than this many times the file.
+ARRAY_BYTES_PER_FILE_BYTE = 8
+_ARRAY_SLACK_BYTES = 4096  # headers: an empty or tiny array in a tiny file
+
+
+class _Oversized(Exception):
+  """A pickle declares an array (or memo) out of proportion to the file's size."""
+
+
+def _declared_bytes(shape, dtype) -> int:
+  """Bytes an array of ``shape`` and ``dtype`` would take (exact integers, no overflow)."""
+  if isinstance(shape, int):
+    shape = (shape,)
+  if not isinstance(shape, (tuple, list)) or not all(
+      isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+    raise _Oversized(f"an array shape {shape!r} that is not a tuple of sizes")
+  return math.prod(shape) * np.dtype(dtype).itemsize
+
+
+class _PendingArray:
+  """What the unpickler makes for numpy's ``_reconstruct(ndarray, shape, dtype)``: the
+  array itself is made only when its declared size is in proportion to the file (checked
+  again for the shape, dtype and data its state declares, before numpy allocates)."""
+
+  def __init__(self, shape, dtype, limit: int):
+    self.limit = limit
+    self._check(shape, dtype)
+    self.array = np.ndarray(shape, dtype)
+
+  def _check(self, shape, dtype) -> None:
+    size = _declared_bytes(shape, dtype)
+    if size > self.limit:
+      raise _Oversized(f"an array of shape {tuple(shape) if not isinstance(shape, int) else shape}"
+                       f" and dtype {np.dtype(dtype)}, {size:,} bytes (at most {self.limit:,} "
+                       f"allowed)")
+
+  def __setstate__(self, state) -> None:
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+      raise _Oversized(f"an array state that is not numpy's: {type(state).__name__}")
+    shape, dtype, data = state[-4], state[-3], state[-1]
+    if not isinstance(dtype, np.dtype):
+      raise _Oversized(f"an array state with dtype {dtype!r}")
+    self._check(shape, dtype)
+    if not dtype.hasobject and isinstance(data, (bytes, bytearray)):
+      if len(data) != _declared_bytes(shape, dtype):
+        raise _Oversized(f"an array of shape {tuple(shape)} and dtype {dtype} with "
+                         f"{len(data):,} bytes of data")
+    array = _numpy_reconstruct()(np.ndarray, (0,), b"b")
+    array.__setstate__(state)
+    self.array = array
+
+
+def _resolve(content):
+  """The unpickled content with every pending array replaced by the array."""
+  if isinstance(content, _PendingArray):
+    return content.array
+  if isinstance(content, (tuple, list)):
+    return type(content)(_resolve(item) for item in content)
+  return content
+
+
+def _check_memo(data: bytes, path: Path) -> None:
+  """Refuse a pickle whose memo indices exceed its size (the unpickler would allocate a
+  table of that many entries first), without running anything. A file that does not parse
+  as a pickle is left to the unpickler to report."""
+  largest = 0
+  try:
+    for opcode, argument, _ in pickletools.genops(io.BytesIO(data)):
+      if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+        largest = max(largest, int(argument))
+  except Exception:  # pylint: disable=broad-except  # unparsable: the unpickler says why
+    return
+  if largest > len(data):
+    raise DataError(f"{path}: refused to unpickle: it declares memo entry {largest:,}, out "
+                    f"of proportion to the file's {len(data):,} bytes")
 
 
 def _frombuffer():
@@ -171,9 +252,10 @@ def _frombuffer():
 # 0-4 `_reconstruct(ndarray, ...)` + `dtype(...)` (+ latin-1 `_codecs.encode` for bytes
 # with Python 3's protocols 0-2); protocol 5 `_frombuffer(...)`. Module paths of numpy 1
 # (numpy.core) and numpy 2 (numpy._core) both occur in files.
+_RECONSTRUCT = "_reconstruct"  # made by _ArraysOnlyUnpickler.find_class, bounded
 _ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _RECONSTRUCT,
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): lambda: np.ndarray,
@@ -187,23 +269,47 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
   A pickle names the callables it wants (``module.name``) and the unpickler imports and
   calls them; refusing all but the few that rebuild arrays means a crafted file cannot
-  run ``os.system`` or anything else.
+  run ``os.system`` or anything else. An array is made only when its declared size is at
+  most ``limit`` bytes (:class:`_PendingArray`).
   """
+
+  def __init__(self, file, *, limit: int, **kwargs):
+    super().__init__(file, **kwargs)
+    self.limit = limit
 
   def find_class(self, module: str, name: str):
     getter = _ALLOWED_GLOBALS.get((module, name))
     if getter is None:
       raise _RefusedGlobal(f"{module}.{name}")
-    return getter()
+    found = getter()
+    if found is _RECONSTRUCT:
+      limit = self.limit
+
+      def reconstruct(subtype, shape, dtype):
+        if subtype is not np.ndarray:
+          raise _RefusedGlobal(f"_reconstruct of {subtype!r}")
+        return _PendingArray(shape, dtype, limit)
+      return reconstruct
+    return found
 
   def persistent_load(self, pid):
     raise _RefusedGlobal(f"persistent id {pid!r}")
 
 
 def _unpickle(data: bytes, path: Path):
+  """The pickle's content, arrays only; an array (or memo) declared out of proportion to
+  the file's size (more than ``ARRAY_BYTES_PER_FILE_BYTE`` bytes per file byte) is refused
+  before anything is allocated for it."""
+  _check_memo(data, path)
+  limit = ARRAY_BYTES_PER_FILE_BYTE * len(data) + _ARRAY_SLACK_BYTES
   try:
     # latin-1 decodes the byte strings of Python 2 pickles (numpy's array data) unchanged.
-    return _ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+    return _resolve(_ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1",
+                                         limit=limit).load())
+  except _Oversized as oversized:
+    raise DataError(f"{path}: refused to unpickle: it declares {oversized}, out of "
+                    f"proportion to the file's {len(data):,} bytes (nothing was "
+                    f"allocated for it)") from None
   except _RefusedGlobal as refused:
     raise DataError(
         f"{path}: refused to unpickle: the file asks for {refused}, but only numpy arrays "
@@ -309,7 +415,9 @@ def load_binary_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
   The format is told by the content. A pickle (any protocol, Python 2 ones included) is
   read with an unpickler that only builds numpy arrays in a tuple or list: a file that
   names any other global (``os.system``, ``builtins.eval``, ...) is refused with a
-  DataError before anything is called. An ``.npz`` is read with ``allow_pickle=False``
+  DataError before anything is called, and so is one that declares an array (or a memo
+  table) larger than ``ARRAY_BYTES_PER_FILE_BYTE`` (8) bytes per byte of the file, before
+  anything is allocated for it. An ``.npz`` is read with ``allow_pickle=False``
   and must hold the arrays ``features`` and ``targets`` (or ``labels``), or exactly two
   unnamed ones (``np.savez(path, features, targets)``).
 
@@ -321,7 +429,8 @@ def load_binary_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     (features float32 (N, D), labels int32 (N,) in {0, 1}; -1 mapped to 0).
 
   Raises:
-    DataError: a missing, empty, truncated or corrupt file; a refused pickle; wrong
+    DataError: a missing, empty, truncated or corrupt file; a refused pickle (other
+      globals, sizes out of proportion to the file); wrong
       shapes; non-finite or float32-overflowing features; other labels. The message
       names the file.
   """

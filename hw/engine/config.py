@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
+import math
+import re
 from typing import Any, Mapping, Sequence
 
 from hw.engine.augmentations import AUGMENTATIONS
@@ -26,6 +29,33 @@ from hw.nn.models import MODELS
 
 # Bump when a code change alters the numbers training gives, to invalidate checkpoints.
 TRAINING_CODE_VERSION = 1
+
+# Classes of the data sets with more than two (a binary loss cannot train them).
+MULTICLASS_DATASETS = {"mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+# A name becomes file names (<name>.json, checkpoints/<name>/): one plain path component.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Model arguments set by the engine, not by ``model_kwargs``.
+_ENGINE_MODEL_ARGUMENTS = ("num_outputs", "weight_scale")
+
+
+def check_name(name: object, *, field: str = "name") -> None:
+  """Raise ``ValueError`` unless ``name`` is one plain file name: letters, digits, ``_``,
+  ``-`` and ``.`` (not first), no path separator, no ``..``."""
+  if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+    raise ValueError(f"{field} must be a plain name (letters, digits, '_', '-', '.'; no path "
+                     f"separators, no '..'), got {name!r}")
+
+
+def model_keywords(model: str) -> tuple[str, ...] | None:
+  """The ``model.<kw>`` keywords model ``model`` takes (None: any)."""
+  parameters = inspect.signature(MODELS[model]).parameters.values()
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+    return None
+  return tuple(p.name for p in parameters if p.name not in _ENGINE_MODEL_ARGUMENTS)
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _field(default: Any = dataclasses.MISSING, *, fingerprint: bool, compiled: bool,
@@ -103,6 +133,7 @@ class ExperimentConfig:
   profile: str = _describes("quick")  # which profile of the experiment's get_config made this
 
   def __post_init__(self):
+    check_name(self.name)
     LOSSES.check(self.loss, field="loss")
     OPTIMIZERS.check(self.optimizer, field="optimizer")
     SCHEDULES.check(self.lr_schedule, field="lr_schedule")
@@ -124,9 +155,88 @@ class ExperimentConfig:
                                      or not isinstance(self.devices, int) or self.devices < 1):
       raise ValueError(f"devices must be a positive integer or None in {self.name!r}, "
                        f"got {self.devices!r}")
+    for field in ("seed", "data_seed"):
+      value = getattr(self, field)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{field} must be a non-negative integer in {self.name!r}, "
+                         f"got {value!r}")
+    for field in ("learning_rate", "lr_decay", "momentum", "weight_decay", "rmsprop_decay"):
+      value = getattr(self, field)
+      if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{field} must be a finite number >= 0 in {self.name!r}, "
+                         f"got {value!r}")
+    if self.weight_scale is not None and (not _is_number(self.weight_scale) or not
+                                          math.isfinite(self.weight_scale)
+                                          or self.weight_scale <= 0):
+      raise ValueError(f"weight_scale must be a finite number > 0 or None in {self.name!r}, "
+                       f"got {self.weight_scale!r}")
+    classes = MULTICLASS_DATASETS.get(self.dataset)
+    if LOSSES[self.loss].binary and classes:
+      raise ValueError(f"loss={self.loss!r} is a binary loss (one score per example), but "
+                       f"dataset {self.dataset!r} of {self.name!r} has {classes} classes; "
+                       f"use loss='softmax_cross_entropy'")
+    if not isinstance(self.model_kwargs, Mapping):
+      raise ValueError(f"model_kwargs must be a mapping in {self.name!r}, "
+                       f"got {self.model_kwargs!r}")
+    known = model_keywords(self.model)
+    unknown = [key for key in self.model_kwargs if known is not None and key not in known]
+    if unknown:
+      raise ValueError(f"model {self.model!r} of {self.name!r} takes no keyword "
+                       f"{', '.join(f'model.{key}' for key in unknown)}; it takes: "
+                       f"{', '.join(f'model.{key}' for key in known) or 'none'}")
+    try:  # the model's own checks of its keywords (types, choices); nothing is initialised
+      MODELS[self.model](num_outputs=2, weight_scale=self.weight_scale, **self.model_kwargs)
+    except (TypeError, ValueError) as error:
+      raise ValueError(f"model_kwargs {dict(self.model_kwargs)!r} do not make a {self.model!r} "
+                       f"model in {self.name!r}: {error}") from None
+    self._check_grid_fields()
+    self._check_plain_fields()
     if not 0.0 < self.validation_fraction < 1.0:
       raise ValueError(f"validation_fraction must be in (0, 1) in {self.name!r}, "
                        f"got {self.validation_fraction!r}")
+
+  def _check_plain_fields(self) -> None:
+    """Texts, switches, normalisation and seed lists of the right types."""
+    for field in ("title", "notes", "profile"):
+      if not isinstance(getattr(self, field), str):
+        raise ValueError(f"{field} must be a string in {self.name!r}, "
+                         f"got {getattr(self, field)!r}")
+    if self.jit_per_batch not in (None, True, False):
+      raise ValueError(f"jit_per_batch must be True, False or None in {self.name!r}, "
+                       f"got {self.jit_per_batch!r}")
+    normalize = self.normalize
+    if not (normalize is None or normalize == "standardize" or (
+        isinstance(normalize, (tuple, list)) and len(normalize) == 2
+        and all(_is_number(v) and math.isfinite(v) for v in normalize) and normalize[1] > 0)):
+      raise ValueError(f"normalize must be None, 'standardize' or (mean, std) with std > 0 in "
+                       f"{self.name!r}, got {normalize!r}")
+    for field in ("repeat_seeds", "also_test"):
+      values = getattr(self, field)
+      if not isinstance(values, (tuple, list)) or not all(
+          isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError(f"{field} must be a list of non-negative integers in {self.name!r}, "
+                         f"got {values!r}")
+
+  def _check_grid_fields(self) -> None:
+    """Every field a grid sets is a config field or a keyword of the model."""
+    if isinstance(self.grid, Mapping):
+      keys = list(self.grid)
+    elif isinstance(self.grid, (list, tuple)):
+      keys = [key for point in self.grid if isinstance(point, Mapping) for key in point]
+    else:
+      raise ValueError(f"grid of {self.name!r} must be a mapping of field -> values or a list "
+                       f"of points, got {self.grid!r}")
+    fields = {f.name for f in dataclasses.fields(self)} - {"grid", "name"}
+    known = None if "model" in keys else model_keywords(self.model)  # a grid over models
+    for key in dict.fromkeys(keys):
+      if not isinstance(key, str):
+        raise ValueError(f"grid of {self.name!r} names {key!r}, not a field")
+      if key.startswith("model."):
+        if known is not None and key.split(".", 1)[1] not in known:
+          raise ValueError(f"grid of {self.name!r} sets {key}, but model {self.model!r} takes "
+                           f"{', '.join(f'model.{k}' for k in known) or 'no keywords'}")
+      elif key not in fields:
+        raise ValueError(f"grid of {self.name!r} sets unknown config field {key!r}")
 
   def replace(self, **changes: Any) -> "ExperimentConfig":
     """A copy with ``changes``; keys ``model.<kw>`` update ``model_kwargs``."""

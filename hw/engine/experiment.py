@@ -27,6 +27,7 @@ from hw.engine import loop as core
 from hw.engine.config import ExperimentConfig, fingerprint
 from hw.engine.experiment_data import Splits, load_splits, normalization, to_device
 from hw.engine.figures import FIGURES
+from hw.engine.metrics_log import MetricsLog
 from hw.engine.progress import Console
 from hw.engine.steps import device_count as count_devices
 
@@ -82,17 +83,6 @@ class Checkpoints(core.Hook):
     self.history.append(record)
     checkpoint.save(self.directory, state=state, epoch=epoch, history=self.history,
                     fingerprint=self.fingerprint)
-
-
-class MetricsLog(core.Hook):
-  """Appends each epoch's record as one JSON line to ``path`` (watch or plot a live run)."""
-
-  def __init__(self, path: pathlib.Path, **fields: Any):
-    self.path, self.fields = path, fields
-
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
-    with open(self.path, "a") as handle:
-      handle.write(json.dumps({**self.fields, **record}) + "\n")
 
 
 class _Callback(core.Hook):
@@ -204,8 +194,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     name = f"{config.name} [{index}] {label}"
     point_hooks = [*console.hooks(name, run_config.epochs), *hooks]
     if writer:
-      point_hooks.append(MetricsLog(workdir / f"{config.name}.metrics.jsonl", point=index,
-                                    label=label))
+      point_hooks.append(MetricsLog(
+          workdir / f"{config.name}.metrics.jsonl", checkpoint_dir=directory,
+          experiment=config.name, point=index, params=plain(point), label=label,
+          fingerprint=fingerprint(config, whole_experiment=True, data_identity=splits.identity),
+          seed=run_config.seed, point_fingerprint=run_fingerprint))
     if on_epoch_end is not None:
       point_hooks.append(_Callback(index, on_epoch_end))
     entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}

@@ -16,12 +16,23 @@ import numpy as np
 LOCK_FILE = ".hw.lock"
 
 
+def default_file_mode() -> int:
+  """The mode ``open()`` gives a new file: 0o666 less the process's umask (0o644 under
+  the usual umask 022)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return 0o666 & ~mask
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes, *, durable: bool = False) -> None:
   """Replace ``path`` with ``data`` in one step: readers see the old or the new file, never
-  a torn one, and concurrent writers never share a temporary name. ``durable``: fsync first."""
+  a torn one, and concurrent writers never share a temporary name. ``durable``: fsync first.
+  The file gets the mode of any other new file (:func:`default_file_mode`), not the
+  0600 of a temporary file."""
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
   try:
+    os.fchmod(fd, default_file_mode())
     with os.fdopen(fd, "wb") as handle:
       handle.write(data.encode() if isinstance(data, str) else data)
       if durable:

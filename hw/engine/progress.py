@@ -43,7 +43,8 @@ class Console:
 
 
 class ProgressBar(Hook):
-  """A tqdm bar over the remaining mini-batches, with the last epoch's metrics."""
+  """A tqdm bar over the remaining mini-batches, with the last epoch's metrics; it stays on
+  the screen when the run ends, so that its last metrics can still be read."""
 
   def __init__(self, name: str):
     self.name = name
@@ -51,7 +52,7 @@ class ProgressBar(Hook):
 
   def on_train_begin(self, *, start_epoch: int, epochs: int, steps_per_epoch: int) -> None:
     self.bar = tqdm.tqdm(total=(epochs - start_epoch + 1) * steps_per_epoch,
-                         desc=self.name[:60], unit="batch", leave=False)
+                         desc=self.name[:60], unit="batch", leave=True)
 
   def on_steps_end(self, steps: int) -> None:
     self.bar.update(steps)
