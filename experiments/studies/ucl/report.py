@@ -230,10 +230,12 @@ def summarize(cells: Sequence[dict[str, Any]], timing: dict[str, Any], config: U
       f"accuracy on a fixed {100 * config.train_eval_fraction:.0f}% of them and on the "
       f"{test_size:,} test images.",
       "",
-      "Setups searched: initialisation × loss reduction "
-      f"({' and '.join(f'`{r}`' for r in config.reductions)}; with plain SGD `sum` multiplies "
-      f"every step by the batch size). Initialisations (a conv kernel's fans include its 3×3 "
-      "receptive field; the same per-layer keys for every scheme):", ""]
+      ("Setups searched: " if searched else "Setup: ") + "initialisation × loss reduction "
+      f"({' and '.join(f'`{r}`' for r in config.reductions)}"
+      + ("; with plain SGD `sum` multiplies every step by the batch size"
+         if "sum" in config.reductions else "")
+      + "). Initialisations (a conv kernel's fans include its 3×3 receptive field; the same "
+      "per-layer keys for every scheme):", ""]
   for init in config.initialisations:
     lines.append(f"- `{init}`: {INITIALISATION_LABELS[init]}: {_INIT_MATH[init]}.")
   refused: dict[str, list[int]] = {}
@@ -257,39 +259,46 @@ def summarize(cells: Sequence[dict[str, Any]], timing: dict[str, Any], config: U
       f"A cell reproduces when the reported number lies within the seeds' range widened by "
       f"{100 * config.reproduce_range_margin:.0f} points, or the median is within "
       f"{100 * config.reproduce_median_margin:.0f} points of it."]
-  lines += _search_lines(config, plans, search, chosen)
-  lines += [
+  if searched:
+    lines += _search_lines(config, plans, search, chosen)
+    lines += [
       "", "Rule, the same for every model: the setup that reproduces the most of the model's "
       "cells is chosen; a tie goes to the smaller mean |median − reported| over the model's "
       "cells, and a tie of both to the earlier setup in the search order (initialisations as "
       "listed above, the coursework's Xavier-uniform first; reductions as listed). The counts "
       "are fitted to the reported table: with several setups per model some matches can be "
       "chance, so a count is an upper bound on what one fixed recipe reproduces.", ""]
-  for model, best_score in chosen.items():
-    lines.append(f"- model {model}: **{best_score['setup'].label}**, {best_score['reproduced']}/"
-                 f"{best_score['cells']} (of {len(search[model])} setup"
-                 f"{'s' if len(search[model]) > 1 else ''} run)")
+    for model, best_score in chosen.items():
+      lines.append(f"- model {model}: **{best_score['setup'].label}**, "
+                   f"{best_score['reproduced']}/{best_score['cells']} (of {len(search[model])} "
+                   f"setup{'s' if len(search[model]) > 1 else ''} run)")
   met = chosen_score["reproduced"] >= config.target_cells
   reference_text = ", ".join(
       f"`{r}` {scores[r]['reproduced']} of {scores[r]['cells']}"
       + (f" ({_models_text(sorted(set(search) - set(scores[r]['per_model'])))} not run with it)"
          if len(scores[r]["per_model"]) < len(search) else "") for r in scores)
-  lines += ["", f"Under the chosen setups **{chosen_score['reproduced']} of {chosen_score['cells']}"
-                f"** cells reproduce (target ≥ {config.target_cells}: "
-                f"{'met' if met else 'not met'}); the coursework's own setup, {reference}: "
-                f"{reference_text}."]
-  if not searched:
-    lines.append(f"(This profile runs one setup per model; {config.notes})" if config.notes
-                 else "")
+  if searched:
+    lines += ["", f"Under the chosen setups **{chosen_score['reproduced']} of "
+                  f"{chosen_score['cells']}** cells reproduce (target ≥ {config.target_cells}: "
+                  f"{'met' if met else 'not met'}); the coursework's own setup, {reference}: "
+                  f"{reference_text}."]
+  else:
+    picks = sorted({sc["setup"].label for sc in chosen.values()})
+    lines += ["", f"Under {', '.join(picks)} **{chosen_score['reproduced']} of "
+                  f"{chosen_score['cells']}** cells reproduce (target ≥ {config.target_cells}: "
+                  f"{'met' if met else 'not met'})."]
+    if config.notes:
+      lines.append(f"(This profile runs one setup per model and searches nothing; "
+                   f"{config.notes}.)")
   # the cells, chosen setup beside the coursework's
-  ref_cols = list(scores)
-  lines += ["", "Median final test accuracy [min-max over seeds] under each model's chosen "
-            f"setup, beside the coursework's {reference}"
-            + (f"; the last column counts the setups that reproduce the cell" if searched else "")
-            + ":", "",
-            "| model | setting | epochs, lr | reported | chosen setup | ours | ✓ | "
-            + "".join(f"{reference} `{r}` | ✓ | " for r in ref_cols)
-            + ("setups reproducing |" if searched else ""),
+  ref_cols = list(scores) if searched else []
+  lines += ["", "Median final test accuracy [min-max over seeds] under "
+            + ("each model's chosen setup" if searched else "this profile's setup")
+            + (f", beside the coursework's {reference}; the last column counts the "
+                        "setups that reproduce the cell" if searched else "") + ":", "",
+            "| model | setting | epochs, lr | reported | chosen setup | ours | ✓ |"
+            + "".join(f" {reference} `{r}` | ✓ |" for r in ref_cols)
+            + (" setups reproducing |" if searched else ""),
             "|---|---|---|---|---|---|---|" + "---|---|" * len(ref_cols)
             + ("---|" if searched else "")]
 
