@@ -142,11 +142,16 @@ def _conclusion(search: dict[int, list[dict[str, Any]]], chosen: dict[int, dict[
       how = (f"the only one of {tried} with that count (next: {runner['setup'].label}, "
              f"{runner['reproduced']}/{runner['cells']})")
     else:
+      exact = any(sc["mean_abs_miss_points"] == best["mean_abs_miss_points"]
+                  for sc in equal if sc is not best)
       how = (f"tied on the count with {len(equal) - 1} other setup(s) of {tried} "
-             f"({', '.join(sc['setup'].label for sc in equal if sc is not best)}), chosen on the "
-             f"smaller mean miss ({best['mean_abs_miss_points']:.2f} points)")
+             f"({', '.join(sc['setup'].label for sc in equal if sc is not best)}), chosen "
+             + ("by the search order (the same mean miss)" if exact else
+                f"on the smaller mean miss ({best['mean_abs_miss_points']:.2f} points)"))
     if best["reproduced"] == total:
-      lines.append(f"- model {model}: **{best['setup'].label} explains all {total} cells** — {how}.")
+      lines.append(f"- model {model}: **{best['setup'].label} explains all {total} cells** "
+                   f"(medians {best['mean_abs_miss_points']:.2f} points from the reported "
+                   f"numbers on average) — {how}.")
       continue
     missed = [s for s in settings_of[model]
               if best["setup"] not in reached_by[(model, s)]]
