@@ -95,9 +95,10 @@ def _search_lines(config: UclConfig, plans: dict[int, dict[str, Any]],
                   search: dict[int, list[dict[str, Any]]],
                   chosen: dict[int, dict[str, Any]]) -> list[str]:
   """The per-model table (initialisation × reduction) → cells reproduced."""
+  counts = sorted({sc["cells"] for scores in search.values() for sc in scores})
   lines = ["", "Cells reproduced per model and setup (of the model's "
-           f"{{n}}; in brackets the mean |median − reported| over them, in points; bold: the "
-           "chosen setup):", "",
+           f"{' or '.join(map(str, counts))}; in brackets the mean |median − reported| over "
+           "them, in points; bold: the chosen setup):", "",
            "| model | initialisation | " + " | ".join(f"`{r}`" for r in config.reductions) + " |",
            "|---|---|" + "---|" * len(config.reductions)]
   for model, entry in plans.items():
@@ -115,8 +116,6 @@ def _search_lines(config: UclConfig, plans: dict[int, dict[str, Any]],
         else:
           row += " left out (time budget) |"
       lines.append(row)
-  n = sorted({sc["cells"] for scores in search.values() for sc in scores})
-  lines[1] = lines[1].replace("{n}", " or ".join(map(str, n)) if n else "3")
   return lines
 
 
@@ -136,7 +135,7 @@ def _conclusion(search: dict[int, list[dict[str, Any]]], chosen: dict[int, dict[
     equal = [sc for sc in scores if sc["reproduced"] == best["reproduced"]]
     tried = f"{len(scores)} setup{'s' if len(scores) > 1 else ''} tried"
     if len(scores) == 1:
-      how = f"the only setup run ({tried}; the others: {_unrun_text(plans[model])})"
+      how = f"the only setup run; of the others {_unrun_text(plans[model])}"
     elif len(equal) == 1:
       runner = max((sc for sc in scores if sc is not best), key=lambda sc: sc["reproduced"])
       how = (f"the only one of {tried} with that count (next: {runner['setup'].label}, "
@@ -200,11 +199,12 @@ def _order(setup: Setup, search: dict[int, list[dict[str, Any]]]) -> int:
 
 def _unrun_text(entry: dict[str, Any]) -> str:
   parts = []
-  if entry["refused"]:
-    parts.append(f"{len({u.init for u in entry['refused']})} initialisation(s) cannot train it")
+  inits = sorted({u.init for u in entry["refused"]})
+  if inits:
+    parts.append(f"{', '.join(inits)} cannot train it")
   if entry["left_out"]:
-    parts.append(f"{len(entry['left_out'])} left out for the time budget")
-  return ", ".join(parts) or "none"
+    parts.append(f"{len(entry['left_out'])} are left out for the time budget")
+  return ", ".join(parts) or "none were searched"
 
 
 def summarize(cells: Sequence[dict[str, Any]], timing: dict[str, Any], config: UclConfig,
