@@ -91,8 +91,32 @@ def _first_reaching(samples, curve, level) -> int | None:
   return None
 
 
-def explain(cell: dict[str, Any], other: dict[str, Any] | None, samples_per_epoch: int) -> str:
-  """Why a cell does not reproduce, in facts measured on its curves."""
+def setup_name(cell: dict[str, Any]) -> str:
+  """"init × `reduction`" of a cell (cells without an ``init`` are Xavier-uniform's)."""
+  return f"{cell.get('init', 'xavier_uniform')} × `{cell['reduction']}`"
+
+
+def _others_text(cell: dict[str, Any], other: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
+  if isinstance(other, dict):
+    verdict = "reproduces" if other["reproduces"] else "does not reproduce either"
+    init = other.get("init", "xavier_uniform")
+    where = (f"with reduction \"{other['reduction']}\"" if init == cell.get("init", "xavier_uniform")
+             else f"with initialisation \"{init}\" and reduction \"{other['reduction']}\"")
+    return f"{where} the cell reads {other['test_accuracy']:.4f} ({verdict})"
+  hits = [o for o in other if o["reproduces"]]
+  if hits:
+    return (f"{len(hits)} of the {len(other)} other setups tried reproduce it: "
+            + ", ".join(f"{setup_name(o)} {o['test_accuracy']:.4f}" for o in hits))
+  closest = min(other, key=lambda o: abs(o["test_accuracy"] - cell["reported"]))
+  return (f"none of the {len(other)} other setups tried reproduces it (closest: "
+          f"{setup_name(closest)} at {closest['test_accuracy']:.4f})")
+
+
+def explain(cell: dict[str, Any], other: dict[str, Any] | Sequence[dict[str, Any]] | None,
+            samples_per_epoch: int) -> str:
+  """Why a cell does not reproduce, in facts measured on its curves; ``other`` is the same
+  cell under another setup (its reading is quoted) or under every other setup tried (those
+  that reproduce it are named, or the closest one)."""
   fit, reported, median = cell["fit"], cell["reported"], cell["test_accuracy"]
   samples = cell["curves"]["samples"]
   test = cell["curves"]["median"]["test_accuracy"]
@@ -133,8 +157,6 @@ def explain(cell: dict[str, Any], other: dict[str, Any] | None, samples_per_epoc
   spread = 100 * (max(cell["seeds"]) - min(cell["seeds"]))
   if len(cell["seeds"]) > 1:
     parts.append(f"seeds span {spread:.2f} points")
-  if other is not None:
-    verdict = "reproduces" if other["reproduces"] else "does not reproduce either"
-    parts.append(f"with reduction \"{other['reduction']}\" the cell reads "
-                 f"{other['test_accuracy']:.4f} ({verdict})")
+  if other is not None and (isinstance(other, dict) or len(other)):
+    parts.append(_others_text(cell, other))
   return "; ".join(parts) + "."

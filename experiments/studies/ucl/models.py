@@ -29,10 +29,9 @@ import numpy as np
 from jax import lax
 
 from hw import metrics, ops
-
-# XLA:CPU's YNN library fusion merges model 4's first convolution and max pool into one
 from hw.engine import randomness
 
+# XLA:CPU's YNN library fusion merges model 4's first convolution and max pool into one
 # call that runs ~3x slower than the two kernels apart; an empty list turns it off.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
@@ -51,20 +50,90 @@ def layer_shapes(model: int) -> tuple[tuple[int, ...], ...]:
   raise ValueError(f"`model` must be 1, 2, 3 or 4, got {model!r}")
 
 
-def xavier_uniform(key: jax.Array, shape: Sequence[int]) -> jax.Array:
-  """Glorot/Xavier uniform: U(±√(6 / (fan_in + fan_out))); a conv kernel's fans include
-  its receptive field (kh·kw·in, kh·kw·out), as TensorFlow's initializer."""
+def _fans(shape: Sequence[int]) -> tuple[int, int]:
+  """(fan_in, fan_out) of a dense (in, out) or conv HWIO weight: a conv kernel's fans
+  include its receptive field (kh·kw·in, kh·kw·out), as TensorFlow's initializers."""
   receptive = math.prod(shape[:-2])
-  fan_in, fan_out = receptive * shape[-2], receptive * shape[-1]
+  return receptive * shape[-2], receptive * shape[-1]
+
+
+def xavier_uniform(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """Glorot/Xavier uniform: U(±√(6 / (fan_in + fan_out))), variance 2 / (fan_in + fan_out)."""
+  fan_in, fan_out = _fans(shape)
   limit = math.sqrt(6.0 / (fan_in + fan_out))
   return jax.random.uniform(key, tuple(shape), jnp.float32, -limit, limit)
 
 
-def init_params(model: int, seed: int) -> tuple[tuple[jax.Array, jax.Array], ...]:
-  """((W, b), ...) per layer: Xavier-uniform weights, zero biases; a pure function of seed."""
+def xavier_normal(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """Glorot/Xavier normal: N(0, 2 / (fan_in + fan_out)) (Glorot & Bengio's variance,
+  not truncated)."""
+  fan_in, fan_out = _fans(shape)
+  return math.sqrt(2.0 / (fan_in + fan_out)) * jax.random.normal(key, tuple(shape), jnp.float32)
+
+
+def he_normal(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """He (Kaiming) normal: N(0, 2 / fan_in) (He et al. 2015, for ReLU layers; not truncated)."""
+  fan_in, _ = _fans(shape)
+  return math.sqrt(2.0 / fan_in) * jax.random.normal(key, tuple(shape), jnp.float32)
+
+
+TRUNCATED_STDDEV = 0.1
+
+
+def truncated_normal(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """``tf.truncated_normal(shape, stddev=0.1)`` of the 2017 TensorFlow experts' tutorial:
+  N(0, 0.1²) redrawn outside ±2σ, so every value lies in [-0.2, 0.2] and the standard
+  deviation is 0.1 · 0.8796 ≈ 0.088."""
+  return TRUNCATED_STDDEV * jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape),
+                                                        jnp.float32)
+
+
+def zeros(key: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """All-zero weights (the 2017 TensorFlow beginners' tutorial's softmax regression)."""
+  del key
+  return jnp.zeros(tuple(shape), jnp.float32)
+
+
+# name -> (weight initialiser, the constant every bias starts at)
+INITIALISATIONS: dict[str, tuple[Callable[[jax.Array, Sequence[int]], jax.Array], float]] = {
+    "xavier_uniform": (xavier_uniform, 0.0),
+    "xavier_normal": (xavier_normal, 0.0),
+    "zeros": (zeros, 0.0),
+    "truncated_normal": (truncated_normal, 0.1),
+    "he": (he_normal, 0.0),
+}
+
+
+def symmetry_problem(model: int, init: str) -> str | None:
+  """Why ``init`` cannot train ``model`` (None when it can).
+
+  With every weight and bias zero, each hidden layer outputs h = 0 (0·x + 0, through ReLU
+  or max-pool), so the next layer's weight gradient hᵀ·dZ and the gradient reaching h,
+  dZ·Wᵀ, are both zero: no hidden unit ever moves and only the output bias learns (the
+  class prior). Model 1 has no hidden layer, so its zero start trains (the loss is convex)."""
+  if init not in INITIALISATIONS:
+    raise ValueError(f"`init` must be one of {sorted(INITIALISATIONS)}, got {init!r}")
+  layer_shapes(model)  # checks `model`
+  if init == "zeros" and model != 1:
+    return (f"zero weights and biases cannot break the symmetry of model {model}'s hidden "
+            "layers: their outputs and every weight gradient stay zero, only the output "
+            "bias learns")
+  return None
+
+
+def init_params(model: int, seed: int,
+                init: str = "xavier_uniform") -> tuple[tuple[jax.Array, jax.Array], ...]:
+  """((W, b), ...) per layer from the scheme ``init`` of :data:`INITIALISATIONS` (weights
+  from its initialiser, every bias its constant); a pure function of (model, seed, init),
+  each layer's key the same for every scheme. Raises ``ValueError`` for a scheme that
+  cannot train the model (:func:`symmetry_problem`)."""
+  problem = symmetry_problem(model, init)
+  if problem is not None:
+    raise ValueError(f"`init` {init!r} for `model` {model}: {problem}")
+  weight, bias = INITIALISATIONS[init]
   shapes = layer_shapes(model)
   keys = jax.random.split(randomness.init_key(seed), len(shapes))
-  return tuple((xavier_uniform(key, shape), jnp.zeros((shape[-1],), jnp.float32))
+  return tuple((weight(key, shape), jnp.full((shape[-1],), bias, jnp.float32))
                for key, shape in zip(keys, shapes))
 
 

@@ -1,5 +1,5 @@
-"""The reported table of the UCL study: its twelve settings, the study's configuration, and
-the member (one training run inside a group)."""
+"""The reported table of the UCL study: its twelve settings, the searched initialisations,
+the study's configuration, and the member (one training run inside a group)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +14,29 @@ ARCHITECTURES = {
     3: "32 ReLU → 32 ReLU → linear → softmax",
     4: "conv 3×3×8 SAME + maxpool 2 → conv 3×3×8 SAME + maxpool 2 → 32 ReLU → linear → softmax",
 }
+
+
+# The initialisations the study can search (the schemes are in ``models.INITIALISATIONS``),
+# in search order: the coursework's Xavier-uniform first, so that it wins ties.
+INITIALISATION_NAMES = ("xavier_uniform", "xavier_normal", "zeros", "truncated_normal", "he")
+INITIALISATION_LABELS = {
+    "xavier_uniform": "Xavier-uniform, zero biases (the coursework's)",
+    "xavier_normal": "Xavier-normal, zero biases",
+    "zeros": "zero weights and biases",
+    "truncated_normal": "truncated normal σ = 0.1, biases 0.1",
+    "he": "He-normal, zero biases",
+}
+REDUCTIONS = ("mean", "sum")
+
+
+class Setup(NamedTuple):
+  """One searched training setup: an initialisation and a loss reduction."""
+  init: str
+  reduction: str
+
+  @property
+  def label(self) -> str:
+    return f"{self.init} × `{self.reduction}`"
 
 
 class Setting(NamedTuple):
@@ -41,12 +64,20 @@ SETTINGS: tuple[Setting, ...] = (
 class UclConfig:
   """What a run of the study trains and how it judges the result.
 
+  Each model is trained under every setup (initialisation, reduction) of
+  ``initialisations`` × ``reductions`` except those that cannot train it (zero weights in
+  a model with hidden layers: ``models.symmetry_problem``) and those listed in
+  ``left_out`` as (model, initialisation, reduction), with ``left_out_reason``.
+
   ``reproduce_range_margin`` / ``reproduce_median_margin``: a cell reproduces when the
   reported number lies within the seeds' [min, max] widened by the first on each side, or
   the median is within the second of it. ``rising`` / ``gap`` / ``drop`` /
   ``underfit_below``: the under/overfitting rule of :func:`classify_fit`.
   """
-  reductions: tuple[str, ...] = ("mean", "sum")
+  reductions: tuple[str, ...] = REDUCTIONS
+  initialisations: tuple[str, ...] = ("xavier_uniform",)
+  left_out: tuple[tuple[int, str, str], ...] = ()
+  left_out_reason: str = ""
   seeds: tuple[int, ...] = (0, 1, 2)
   settings: tuple[Setting, ...] = SETTINGS
   batch_size: int = 100
@@ -64,9 +95,24 @@ class UclConfig:
   underfit_below: float = 0.90
   notes: str = ""
 
+  def __post_init__(self):
+    for name, values, allowed in (("reductions", self.reductions, REDUCTIONS),
+                                  ("initialisations", self.initialisations,
+                                   INITIALISATION_NAMES)):
+      bad = [v for v in values if v not in allowed]
+      if bad or not values or len(set(values)) != len(values):
+        raise ValueError(f"`{name}` must be distinct names from {allowed}, got {values!r}")
+    for entry in self.left_out:  # a model absent from `settings` is left out anyway
+      if (len(entry) != 3 or entry[0] not in ARCHITECTURES or entry[1] not in self.initialisations
+          or entry[2] not in self.reductions):
+        raise ValueError("`left_out` entries must be (model, initialisation, reduction) of "
+                         f"this configuration, got {entry!r}")
+
 
 class Member(NamedTuple):
-  """One training run inside a group: its learning rate, seed and loss reduction."""
+  """One training run inside a group: its learning rate, seed, loss reduction and
+  initialisation."""
   learning_rate: float
   seed: int
   reduction: str
+  init: str = "xavier_uniform"

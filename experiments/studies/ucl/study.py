@@ -7,7 +7,8 @@ import pathlib
 import time
 from typing import Any
 
-from experiments.studies.ucl.report import _figure, summarize
+from experiments.studies.ucl.analysis import setup_name
+from experiments.studies.ucl.report import _figure, reference_init, summarize
 from experiments.studies.ucl.settings import UclConfig
 from experiments.studies.ucl.table import run_table
 from experiments.studies.ucl.training import StudyData
@@ -45,17 +46,27 @@ def run(workdir, *, profile: str, data_dir: str | None, config: UclConfig | None
   timing["cpu_count"] = os.cpu_count()
   summary = summarize(cells, timing, config, profile=profile, load=load)
   figures = []
+  reference = reference_init(config)
   for reduction in config.reductions:
-    name = f"ucl_curves_{reduction}.png"
-    _figure(workdir, [c for c in cells if c["reduction"] == reduction], reduction, name)
-    figures.append(name)
+    shown = [c for c in cells if c["reduction"] == reduction and c["init"] == reference]
+    if shown:
+      name = f"ucl_curves_{reduction}.png"
+      _figure(workdir, shown, f"{reference}, loss reduction \"{reduction}\"", name)
+      figures.append(name)
+  if any(c["init"] != reference for c in cells):
+    _figure(workdir, summary["chosen_cells"], "each model's chosen setup", "ucl_curves_chosen.png")
+    figures.append("ucl_curves_chosen.png")
+  shown_top_k = [c for c in cells if c["init"] == reference] + [
+      c for c in summary["chosen_cells"] if c["init"] != reference]
   return {
       "summary": summary["summary"], "figures": figures, "meets_target": summary["meets_target"],
       "headline": summary["headline"], "cells": cells, "scores": summary["scores"],
       "better_reduction": summary["better_reduction"], "fit_lists": summary["fit_lists"],
-      "top_k": {f"model {c['model']}, setting {c['setting']}, `{c['reduction']}` (median over "
+      "search": summary["search"], "chosen": summary["chosen"],
+      "chosen_score": summary["chosen_score"], "not_run": summary["not_run"],
+      "top_k": {f"model {c['model']}, setting {c['setting']}, {setup_name(c)} (median over "
                 f"seeds)": {"top1_error": c["top1_error"], "top5_error": c["top5_error"]}
-                for c in cells},
+                for c in shown_top_k},
       "timing": timing,
       "config": {**{k: v for k, v in dataclasses.asdict(config).items() if k != "settings"},
                  "settings": [s._asdict() for s in config.settings]},

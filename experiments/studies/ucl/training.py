@@ -112,7 +112,7 @@ def train_members(model: int, members: Sequence[Member], epochs: int, data: Stud
   every = eval_every // batch_size
   bounds = sorted({*range(every, total + 1, every), *(e * spe for e in stops if e <= epochs),
                    total})
-  params = _stack([init_params(model, m.seed) for m in ordered])
+  params = _stack([init_params(model, m.seed, m.init) for m in ordered])
   lrs = jnp.asarray([m.learning_rate for m in ordered], jnp.float32)
   program = _train_program(model, reductions)
   count = len(ordered)
