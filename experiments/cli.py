@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 COMMANDS = {
     "verify": "check every hand-written VJP against autodiff and finite differences",
-    "paper": "recompute the worked numbers of the write-ups (SPEC C, D)",
+    "paper": "recompute the worked numbers of the write-ups (assignments C, D: docs/assignments.md)",
     "reproduce": "run verify, paper and the experiments; write results/REPORT.md",
     "train": "train one experiment, with any config field overridden (--set key=value)",
     "list": "list the experiments, models, losses, optimisers, schedules and augmentations",
