@@ -53,11 +53,12 @@ device count) worker threads, and a device waiting at an all-reduce holds a work
 JAX's asynchronous dispatch several steps were in flight at once: devices that finished
 step k started step k+1 and waited at its all-reduce, holding workers that the devices
 still in step k needed, and XLA aborted after 40 s ("only 7 of them arrived on time";
-8 forced devices on a 2-core machine, where the pool has 8 threads; 10 or 16 threads
-only made it rarer). So on the CPU a mesh runs one step (or scanned chunk) at a time
+8 forced devices on a 2-core machine, where the pool has 8 threads; with 10 threads it
+still hung, with 16 one run finished). So on the CPU a mesh runs one step (or scanned chunk) at a time
 (``mesh_one_step_at_a_time``: the epoch loop waits for each before dispatching the next),
 which needs one worker per mesh device at most; :func:`check_data_parallel` refuses a
-mesh with more local devices than workers. GPUs and TPUs run collectives on the device
+mesh with more local devices than workers (XLA sizes the pool to at least the device
+count today, so this guards against a change of that sizing). GPUs and TPUs run collectives on the device
 (NCCL, the TPU's interconnect), holding no host thread, and keep steps in flight.
 """
 from __future__ import annotations
