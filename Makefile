@@ -9,7 +9,7 @@ PROFILE ?= quick
 HW_DATA_DIR ?= $(firstword $(wildcard ../shared/data))
 export HW_DATA_DIR
 
-.PHONY: reproduce test verify paper bench clean
+.PHONY: reproduce test verify paper bench gpu-check clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ paper: $(BIN)/.installed
 BENCH_MODELS ?= q4_4,q5_3,q5_4,q6_1,q6_2
 bench: $(BIN)/.installed-bench
 	$(BIN)/python -m benchmarks.run --models $(BENCH_MODELS)
+
+# The prepared GPU check (8 minutes on one GPU): writes docs/results/gpu.md and gpu.json.
+gpu-check: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.gpu_check
 
 clean:
 	rm -rf $(VENV) results

@@ -1,8 +1,8 @@
 """``python -m benchmarks.conv_algorithms``: hw.ops.conv2d under each choice of algorithms.
 
 ``hw.ops.convolution`` picks, per layer, between lax convolutions, im2col/col2im matmuls,
-a shifted-slice forward pass and a matmul dW, by thresholds on the layer's shape (its
-module constants ``_IM2COL_MAX_INPUT_CHANNELS`` etc.). This sweep sets those thresholds
+a shifted-slice forward pass and a matmul dW, by thresholds on the layer's shape (the
+CPU row of ``hw.engine.backends``: ``im2col_max_input_channels`` etc.). This sweep sets those thresholds
 to force each policy in turn, traces conv2d forward + backward under it, and times the
 policies interleaved (CPU time of the process and wall time, median per call), once with
 dX and dW and once with dW only (a first layer). It is how the thresholds were chosen;
@@ -19,11 +19,11 @@ import numpy as np
 
 from benchmarks import architectures as arch
 from benchmarks import op_timings, timing
-from hw.ops import convolution
+from hw.engine import backends
 
-KNOBS = ("_IM2COL_MAX_INPUT_CHANNELS", "_IM2COL_FORWARD_MAX_OUTPUT_CHANNELS",
-         "_SHIFT_FORWARD_MAX_MACS", "_MATMUL_KERNEL_GRAD_MAX_TAPS",
-         "_MATMUL_KERNEL_GRAD_MAX_POSITIONS", "_IM2COL_MAX_POSITIONS")
+KNOBS = ("im2col_max_input_channels", "im2col_forward_max_output_channels",
+         "shift_forward_max_macs", "matmul_kernel_grad_max_taps",
+         "matmul_kernel_grad_max_positions", "im2col_max_positions")
 BIG = 10**9
 # policy name -> values of KNOBS (0 turns an algorithm off, BIG forces it where it applies)
 POLICIES: dict[str, tuple[int, ...]] = {
@@ -44,15 +44,10 @@ SHAPES = [(28, 1, 32, 7, "VALID"), (28, 1, 8, 3, "SAME"), (28, 1, 16, 3, "VALID"
 
 @contextlib.contextmanager
 def policy(values: Sequence[int]) -> Iterator[None]:
-  """hw.ops.convolution's thresholds set to ``values`` (in KNOBS order) inside the block."""
-  saved = [getattr(convolution, knob) for knob in KNOBS]   # AttributeError if one is renamed
-  try:
-    for knob, value in zip(KNOBS, values):
-      setattr(convolution, knob, value)
+  """The CPU's conv2d thresholds (hw.engine.backends) set to ``values`` (in KNOBS order)
+  inside the block."""
+  with backends.replaced("cpu", conv=dict(zip(KNOBS, values))):
     yield
-  finally:
-    for knob, value in zip(KNOBS, saved):
-      setattr(convolution, knob, value)
 
 
 def sweep(shapes: Sequence[tuple[int, int, int, int, str]] = SHAPES, *, batch: int = 100,

@@ -194,7 +194,7 @@ def test_op_cases_compare_like_with_like(benchmarks):
 
 def test_conv_algorithm_sweep(benchmarks):
   from hw import ops
-  from hw.ops import convolution
+  from hw.engine import backends
   sweep = benchmarks.conv_algorithms
   x, w, dy = jnp.ones((2, 6, 6, 1)), jnp.ones((3, 3, 1, 2)), jnp.ones((2, 4, 4, 2))
   convs = {}
@@ -205,14 +205,14 @@ def test_conv_algorithm_sweep(benchmarks):
     convs[name] = str(jaxpr).count("conv_general_dilated")
   assert convs["lax"] > 0 and convs["im2col"] == 0
 
-  before = [getattr(convolution, knob) for knob in sweep.KNOBS]
+  before = backends.TABLE["cpu"]
   policies = {name: sweep.POLICIES[name] for name in ("lax", "im2col")}
   rows = sweep.sweep([(6, 1, 2, 3, "VALID")], batch=2, rounds=1, target_s=0.001,
                      policies=policies)
   assert [row["shape"] for row in rows] == ["x 2x6x6x1, w 3x3x1x2, VALID",
                                             "x 2x6x6x1, w 3x3x1x2, VALID, no dX"]
   assert all(set(row["cpu_ms"]) == set(policies) for row in rows)
-  assert [getattr(convolution, knob) for knob in sweep.KNOBS] == before
+  assert backends.TABLE["cpu"] == before
 
 
 def _stats(median, q1, q3):

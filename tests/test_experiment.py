@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import report
-from hw.engine import checkpoint, experiment
+from hw.engine import backends, checkpoint, experiment
 from hw.engine import loop as train
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, Splits
@@ -250,6 +250,7 @@ def test_a_list_of_points_and_a_point_also_tested_beside_the_selected_one(splits
   assert 0.0 <= results["top5_error"] <= results["top1_error"]
   assert results["top5_error"] == 0.0  # 5 classes: the true one is always in the top 5
   assert results["platform"]["device_count"] == 1 and "notes" not in results["data"]
+  assert results["platform"]["backend_choices"] == backends.describe()  # the table's row
 
 
 def test_a_diverging_grid_point_is_recorded_and_the_others_are_selected(splits, tmp_path):

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import optax
 
-from hw.engine import checkpoint, distributed, files, randomness
+from hw.engine import backends, checkpoint, distributed, files, randomness
 from hw.engine import loop as core
 from hw.engine.config import ExperimentConfig, fingerprint
 from hw.engine.experiment_data import Splits, load_splits, normalization, to_device
@@ -299,7 +299,8 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
   resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
   platform (backend, device, device_count (devices the batches were split over, in all
   processes), process_count,
-  PRNG implementation, stepping, versions).
+  PRNG implementation, stepping, backend_choices (the row of :mod:`hw.engine.backends`
+  it ran with), versions).
   """
   seconds = [r["seconds"] for point in grid for r in point["history"]]
   selected = grid[best]
@@ -324,6 +325,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
       "platform": {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
                    "device_count": device_count, "process_count": jax.process_count(),
                    "prng_impl": randomness.PRNG_IMPL, "stepping": stepping,
+                   "backend_choices": backends.describe(),
                    "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
                    "python": platform.python_version(), "machine": platform.machine(),
                    "cpus": os.cpu_count()},

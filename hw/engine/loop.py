@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from hw.engine import randomness
+from hw.engine import backends, randomness
 from hw.engine import update_rules as optimizers
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import DeviceSplit
@@ -82,6 +82,7 @@ def train_epoch(state: TrainState, programs: Programs, split: DeviceSplit, *, se
   steps = split.size // batch_size
   batch_index, keys = randomness.epoch_plan(seed, epoch, split.size, steps, batch_size)
   stride = 1 if programs.per_batch else CHUNK_STEPS
+  one_at_a_time = backends.one_step_at_a_time(programs.device_count)
   losses_, corrects = [], []
   for start in range(0, steps, stride):
     stop = min(start + stride, steps)
@@ -92,6 +93,8 @@ def train_epoch(state: TrainState, programs: Programs, split: DeviceSplit, *, se
       state, loss, correct = programs.chunk(state, split.images, split.labels,
                                             *programs.feed(batch_index[start:stop],
                                                            keys[start:stop]))
+    if one_at_a_time:  # a CPU mesh: see hw.engine.backends (steps in flight deadlock)
+      loss.block_until_ready()
     losses_.append(loss)
     corrects.append(correct)
     for hook in hooks:

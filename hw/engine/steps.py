@@ -38,7 +38,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hw import metrics
-from hw.engine import augmentations, distributed, randomness
+from hw.engine import augmentations, backends, distributed, randomness
 from hw.engine import objectives as losses
 from hw.engine import update_rules as optimizers
 from hw.engine.config import ExperimentConfig, compile_key
@@ -60,10 +60,10 @@ class TrainState:
 
 def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bool:
   """One jitted call per batch (True) or scanned chunks: ``config.jit_per_batch`` if set;
-  else per batch exactly for conv nets on the CPU (scans elsewhere)."""
-  if config.jit_per_batch is not None:
-    return bool(config.jit_per_batch)
-  return backend == "cpu" and isinstance(model, (models.ConvNet, models.VGG))
+  else the backend's choice for conv nets (:mod:`hw.engine.backends`: per batch on the
+  CPU, scans on GPU/TPU); other models scan."""
+  return backends.per_batch_stepping(config.jit_per_batch,
+                                     isinstance(model, (models.ConvNet, models.VGG)), backend)
 
 
 def device_count(config: ExperimentConfig) -> int:
@@ -101,6 +101,7 @@ def make_mesh(config: ExperimentConfig) -> Mesh | None:
   count = device_count(config)
   if count == 1:
     return None
+  backends.check_data_parallel(count // jax.process_count(), repr(config.name))
   if jax.process_count() == 1:
     return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
   local = count // jax.process_count()

@@ -35,14 +35,14 @@ An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
     "lax"            lax conv / lax conv / lax transposed conv
     "lax_matmul_dw"  lax conv / channel-major patches matmul / lax transposed conv
 
-``conv2d(..., algorithm=None)`` picks one per layer from its shape (``_choose_algorithm``);
+``conv2d(..., algorithm=None)`` picks one per layer from its shape and the backend
+(``hw.engine.backends``: a shape rule on the CPU, "lax" on GPU/TPU);
 ``algorithm="<name>"`` pins it (every name applies to every shape), which is how
 ``hw verify`` proves each path separately.
 """
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -57,31 +57,9 @@ from hw.ops._conv_paths import (_forward_im2col, _forward_lax, _forward_shift,
                                 _kernel_grad_im2col, _kernel_grad_lax, _kernel_grad_matmul,
                                 _patches)
 
-# Automatic choice (every algorithm computes the same formulas; speed and rounding differ).
-# XLA's CPU convolution is slow when a layer has very few input channels, above all its
-# transposed convolution for dX, and fine with many. So layers with at most
-# _IM2COL_MAX_INPUT_CHANNELS input channels compute dW and dX by im2col/col2im, wider ones
-# use lax convolutions. The forward pass of a narrow layer is an im2col matmul only when
-# it also has few output channels (lax is faster for 1 -> 32 channels).
-# Chosen with `python -m benchmarks.conv_algorithms` on a 2-core CPU (docs/results/measurements.md).
-_IM2COL_MAX_INPUT_CHANNELS = 4
-_IM2COL_FORWARD_MAX_OUTPUT_CHANNELS = 15
-# A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤ this) computes its
-# forward pass as KH·KW·C shifted slices of X times a row of W, summed: one fused
-# elementwise loop, faster than XLA:CPU's convolution or an im2col matmul for a small
-# first layer such as 1 -> 16 channels 3×3; above this size it loses.
-_SHIFT_FORWARD_MAX_MACS = 784
-# A wide layer with a small kernel (KH·KW ≤ _MATMUL_KERNEL_GRAD_MAX_TAPS) and a small output
-# (OH·OW ≤ _MATMUL_KERNEL_GRAD_MAX_POSITIONS) computes dW as one matmul of channel-major
-# patches with dY (``_kernel_grad_matmul``): faster than XLA:CPU's dW convolution for 3×3
-# kernels on small outputs, slower with larger outputs or 5×5 kernels, where building the
-# patches costs more than the convolution loses.
-_MATMUL_KERNEL_GRAD_MAX_TAPS = 9
-_MATMUL_KERNEL_GRAD_MAX_POSITIONS = 121
-# A wide layer with a tiny output (OH·OW ≤ this, e.g. 3×3 SAME on the 2×2 maps at the end
-# of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run 8-14× slower there than
-# the matmuls (100×2×2×256 -> 256: 344 vs 23 CPU-ms f+b), and no faster on 4×4 maps.
-_IM2COL_MAX_POSITIONS = 4
+# Automatic choice (every algorithm computes the same formulas; speed and rounding differ):
+# looked up per backend in hw.engine.backends (the CPU's shape thresholds and their
+# measurements are stated there; GPU and TPU take lax convolutions for every pass).
 
 
 class Algorithm(NamedTuple):
@@ -147,20 +125,10 @@ def _check_algorithm(algorithm: str | None) -> None:
 
 
 def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int]) -> str:
-  """The automatic choice for a (KH, KW, C, F) kernel and an (OH, OW) output."""
-  kernel_hw, channels, filters = w_shape[:2], w_shape[2], w_shape[3]
-  if channels <= _IM2COL_MAX_INPUT_CHANNELS:
-    if math.prod(w_shape) <= _SHIFT_FORWARD_MAX_MACS:
-      return "shift"
-    if filters <= _IM2COL_FORWARD_MAX_OUTPUT_CHANNELS:
-      return "im2col"
-    return "lax_im2col"
-  if math.prod(out_hw) <= _IM2COL_MAX_POSITIONS:
-    return "im2col"
-  if (math.prod(kernel_hw) <= _MATMUL_KERNEL_GRAD_MAX_TAPS
-      and math.prod(out_hw) <= _MATMUL_KERNEL_GRAD_MAX_POSITIONS):
-    return "lax_matmul_dw"
-  return "lax"
+  """The automatic choice for a (KH, KW, C, F) kernel and an (OH, OW) output on the backend
+  being traced for (:func:`hw.engine.backends.conv2d_algorithm`)."""
+  from hw.engine import backends  # imported here: hw.engine imports hw.ops
+  return backends.conv2d_algorithm(w_shape, out_hw)
 
 
 def _geometry(x, w, b, stride, padding, algorithm: str | None = None) -> _Geometry:
@@ -275,7 +243,8 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     padding: "VALID"; "SAME" (output ceil(H/sh) × ceil(W/sw); an odd total padding puts the
       extra pixel at the end, as TF/Flax); a non-negative int p or pair (ph, pw) for
       symmetric zero padding.
-    algorithm: None (default) picks the fastest implementation for the layer's shape;
+    algorithm: None (default) picks the implementation for the layer's shape and the
+      backend (``hw.engine.backends``);
       a name of ``ALGORITHMS`` ("shift", "im2col", "lax_im2col", "lax",
       "lax_matmul_dw", see the module docstring) pins one. Every algorithm computes the
       same formulas and applies to every shape; only speed and rounding differ.

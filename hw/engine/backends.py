@@ -1,0 +1,273 @@
+"""Per-backend choices in one table: how an epoch steps, which conv2d path a layer takes,
+when pooling takes its block path, and the CPU-tuned thresholds behind them.
+
+Every choice here changes speed and float rounding only, never the formulas: each conv2d
+algorithm and pooling path computes the same derivatives (``hw verify`` proves every path
+on the CPU by pinning it, whatever this table says). The table is keyed by
+``jax.default_backend()`` ("cpu", "gpu" for CUDA and ROCm, "tpu"); a backend not listed
+gets :data:`ACCELERATOR`.
+
+- **Stepping.** ``conv_nets_per_batch``: conv nets (``ConvNet``, ``VGG``) train with one
+  jitted call per mini-batch instead of scanned chunks of :data:`hw.engine.steps.CHUNK_STEPS`
+  steps. XLA:CPU runs convolutions several times slower inside a ``while`` loop
+  (``docs/results/bench.md``); on GPU/TPU a scan saves a host round trip per step, so they
+  scan. ``config.jit_per_batch`` overrides this.
+- **conv2d.** ``conv2d`` is ``"by_shape"`` (the CPU's rule, :func:`conv2d_algorithm`, with
+  its ``conv`` thresholds) or one algorithm name of ``hw.ops.convolution.ALGORITHMS`` for
+  every layer. GPU and TPU: ``"lax"`` (lax convolutions for the forward pass, dW and dX),
+  since cuDNN and the TPU's convolution emitter are the tuned paths there; no measurement
+  on either says otherwise (none was ever made: no GPU or TPU has been available).
+- **Pooling.** ``pool_blocks_when_tiling``: the automatic pooling path is "blocks" (one
+  reshape or strided slices) whenever the windows tile the input, else "windows"
+  (gathers / averaging matrices). The same on every backend: the block path is fewer,
+  simpler operations everywhere.
+
+The CPU thresholds (:class:`ConvThresholds`) were chosen with ``python -m
+benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
+
+- XLA's CPU convolution is slow when a layer has very few input channels, above all its
+  transposed convolution for dX, and fine with many. So layers with at most
+  ``im2col_max_input_channels`` input channels compute dW and dX by im2col/col2im, wider
+  ones use lax convolutions. The forward pass of a narrow layer is an im2col matmul only
+  when it also has at most ``im2col_forward_max_output_channels`` output channels (lax is
+  faster for 1 -> 32 channels).
+- A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤
+  ``shift_forward_max_macs``) computes its forward pass as KH·KW·C shifted slices of X
+  times a row of W, summed: one fused elementwise loop, faster than XLA:CPU's convolution
+  or an im2col matmul for a small first layer such as 1 -> 16 channels 3×3.
+- A wide layer with a small kernel (KH·KW ≤ ``matmul_kernel_grad_max_taps``) and a small
+  output (OH·OW ≤ ``matmul_kernel_grad_max_positions``) computes dW as one matmul of
+  channel-major patches with dY: faster than XLA:CPU's dW convolution for 3×3 kernels on
+  small outputs, slower with larger outputs or 5×5 kernels.
+- A wide layer with a tiny output (OH·OW ≤ ``im2col_max_positions``, e.g. 3×3 SAME on the
+  2×2 maps at the end of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run
+  8-14× slower there than the matmuls, and no faster on 4×4 maps.
+
+:func:`current` is what the library reads (at trace time); :func:`use` pretends another
+backend inside a block (how the export test traces what a GPU would run on this CPU);
+:func:`describe` is what a results JSON records.
+
+**Data parallel on CPU devices.** XLA:CPU runs every device's program, collectives
+included, on one pool of max(``PJRT_NPROC`` (else ``NPROC``, else the schedulable cores),
+device count) worker threads, and a device waiting at an all-reduce holds a worker. With
+JAX's asynchronous dispatch several steps were in flight at once: devices that finished
+step k started step k+1 and waited at its all-reduce, holding workers that the devices
+still in step k needed, and XLA aborted after 40 s ("only 7 of them arrived on time";
+8 forced devices on a 2-core machine, where the pool has 8 threads; with 10 threads it
+still hung, with 16 one run finished). So on the CPU a mesh runs one step (or scanned chunk) at a time
+(``mesh_one_step_at_a_time``: the epoch loop waits for each before dispatching the next),
+which needs one worker per mesh device at most; :func:`check_data_parallel` refuses a
+mesh with more local devices than workers (XLA sizes the pool to at least the device
+count today, so this guards against a change of that sizing). GPUs and TPUs run collectives on the device
+(NCCL, the TPU's interconnect), holding no host thread, and keep steps in flight.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+from typing import Any, Iterator, Mapping
+
+import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvThresholds:
+  """The CPU's shape rule for conv2d (see the module docstring for each number's reason)."""
+  im2col_max_input_channels: int = 4
+  im2col_forward_max_output_channels: int = 15
+  shift_forward_max_macs: int = 784
+  matmul_kernel_grad_max_taps: int = 9
+  matmul_kernel_grad_max_positions: int = 121
+  im2col_max_positions: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendChoices:
+  """What one backend runs. ``conv2d``: "by_shape" (the rule of :func:`conv2d_algorithm`
+  with ``conv``) or an algorithm name used for every layer; ``basis``: where the choices
+  come from (a measurement, or a stated default); ``mesh_one_step_at_a_time``: a
+  data-parallel epoch waits for each step before dispatching the next."""
+  conv_nets_per_batch: bool
+  conv2d: str
+  conv: ConvThresholds | None
+  pool_blocks_when_tiling: bool
+  mesh_one_step_at_a_time: bool
+  basis: str
+
+
+CPU = BackendChoices(
+    conv_nets_per_batch=True, conv2d="by_shape", conv=ConvThresholds(),
+    pool_blocks_when_tiling=True, mesh_one_step_at_a_time=True,
+    basis="measured on a 2-core CPU (benchmarks.conv_algorithms, make bench; "
+          "docs/results/measurements.md)")
+ACCELERATOR = BackendChoices(
+    conv_nets_per_batch=False, conv2d="lax", conv=None, pool_blocks_when_tiling=True,
+    mesh_one_step_at_a_time=False, basis="stated default, never measured (no GPU or TPU has been available): lax "
+          "convolutions for every pass, scanned chunks of steps")
+
+TABLE: dict[str, BackendChoices] = {"cpu": CPU, "gpu": ACCELERATOR, "tpu": ACCELERATOR}
+
+_PRETENDED: list[str] = []
+
+
+def name() -> str:
+  """The backend the choices are read for: the innermost :func:`use`, else JAX's default."""
+  return _PRETENDED[-1] if _PRETENDED else jax.default_backend()
+
+
+def choices(backend: str) -> BackendChoices:
+  """The row of ``backend`` (:data:`ACCELERATOR` for one the table does not list)."""
+  return TABLE.get(backend, ACCELERATOR)
+
+
+def current() -> BackendChoices:
+  return choices(name())
+
+
+@contextlib.contextmanager
+def use(backend: str) -> Iterator[None]:
+  """Read the choices of ``backend`` inside the block (tracing only: programs traced in it
+  still compile and run for the real device).
+
+  Raises:
+    ValueError: ``backend`` is not a string.
+  """
+  if not isinstance(backend, str) or not backend:
+    raise ValueError(f"backend must be a backend name such as 'cpu', 'gpu' or 'tpu', "
+                     f"got {backend!r}")
+  _PRETENDED.append(backend)
+  try:
+    yield
+  finally:
+    _PRETENDED.pop()
+
+
+def per_batch_stepping(jit_per_batch: bool | None, is_conv_net: bool, backend: str) -> bool:
+  """One jitted call per mini-batch (True) or scanned chunks: ``jit_per_batch`` if set,
+  else the backend's choice for conv nets (other models always scan)."""
+  if jit_per_batch is not None:
+    return bool(jit_per_batch)
+  return is_conv_net and choices(backend).conv_nets_per_batch
+
+
+def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
+                     backend: str | None = None) -> str:
+  """conv2d's automatic algorithm for a (KH, KW, C, F) kernel and an (OH, OW) output on
+  ``backend`` (None: :func:`name`). The CPU's rule, in order: C ≤ im2col_max_input_channels
+  → "shift" if KH·KW·C·F ≤ shift_forward_max_macs, else "im2col" if F ≤
+  im2col_forward_max_output_channels, else "lax_im2col"; OH·OW ≤ im2col_max_positions →
+  "im2col"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW ≤
+  matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
+  row = choices(name() if backend is None else backend)
+  if row.conv2d != "by_shape":
+    return row.conv2d
+  limits = row.conv
+  kernel_hw, channels, filters = w_shape[:2], w_shape[2], w_shape[3]
+  if channels <= limits.im2col_max_input_channels:
+    if math.prod(w_shape) <= limits.shift_forward_max_macs:
+      return "shift"
+    if filters <= limits.im2col_forward_max_output_channels:
+      return "im2col"
+    return "lax_im2col"
+  if math.prod(out_hw) <= limits.im2col_max_positions:
+    return "im2col"
+  if (math.prod(kernel_hw) <= limits.matmul_kernel_grad_max_taps
+      and math.prod(out_hw) <= limits.matmul_kernel_grad_max_positions):
+    return "lax_matmul_dw"
+  return "lax"
+
+
+def pool_path(tiles: bool, backend: str | None = None) -> str:
+  """The automatic pooling path: "blocks" when the windows tile the input and the backend
+  takes the block path then, else "windows"."""
+  row = choices(name() if backend is None else backend)
+  return "blocks" if tiles and row.pool_blocks_when_tiling else "windows"
+
+
+def describe(backend: str | None = None) -> dict[str, Any]:
+  """The row of ``backend`` (None: :func:`name`) as plain JSON values, for a results file."""
+  backend = name() if backend is None else backend
+  row = dataclasses.asdict(choices(backend))
+  return {"backend": backend, "listed": backend in TABLE, **row}
+
+
+@contextlib.contextmanager
+def replaced(backend: str, **changes: Any) -> Iterator[BackendChoices]:
+  """``TABLE[backend]`` with ``changes`` (fields of :class:`BackendChoices`, or of its
+  ``conv`` thresholds given as ``conv={...}``) inside the block; restored after. For
+  benchmarks that sweep the thresholds.
+
+  Raises:
+    ValueError: an unknown field name.
+  """
+  before = TABLE.get(backend)
+  base = choices(backend)
+  conv: Mapping[str, int] | None = changes.pop("conv", None)
+  fields = {f.name for f in dataclasses.fields(BackendChoices)}
+  unknown = sorted(set(changes) - fields)
+  if unknown:
+    raise ValueError(f"unknown backend choice(s) {unknown}; the fields are {sorted(fields)}")
+  if conv is not None:
+    changes["conv"] = dataclasses.replace(base.conv or ConvThresholds(), **conv)
+  row = dataclasses.replace(base, **changes)
+  TABLE[backend] = row
+  try:
+    yield row
+  finally:
+    if before is None:
+      del TABLE[backend]
+    else:
+      TABLE[backend] = before
+
+
+THREAD_VARIABLES = ("PJRT_NPROC", "NPROC")  # XLA:CPU's thread-count variables, in its order
+
+
+def _schedulable_cores() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not on Linux
+    return os.cpu_count() or 1
+
+
+def cpu_worker_threads(device_count: int, environ: Mapping[str, str] | None = None) -> int:
+  """XLA:CPU's worker threads in a process with ``device_count`` CPU devices:
+  max(PJRT_NPROC, else NPROC, else the schedulable cores; ``device_count``)."""
+  environ = os.environ if environ is None else environ
+  threads = _schedulable_cores()
+  for variable in THREAD_VARIABLES:
+    text = environ.get(variable, "").strip()
+    if text.isdigit():
+      threads = int(text)
+      break
+  return max(threads, device_count)
+
+
+def one_step_at_a_time(mesh_devices: int, backend: str | None = None) -> bool:
+  """Whether an epoch over a mesh of ``mesh_devices`` waits for each step before the next."""
+  return mesh_devices > 1 and choices(name() if backend is None else backend).mesh_one_step_at_a_time
+
+
+def check_data_parallel(mesh_devices: int, what: str, *, backend: str | None = None,
+                        threads: int | None = None) -> None:
+  """Refuse a data-parallel mesh of ``mesh_devices`` local CPU devices that XLA:CPU cannot
+  run: more devices than worker threads (``threads``; None: :func:`cpu_worker_threads` of
+  this process), where the devices waiting at an all-reduce would hold every worker and
+  the last device would find none (see the module docstring). Nothing on GPU/TPU.
+
+  Raises:
+    ValueError: ``mesh_devices`` > the worker threads; the message says what to change.
+  """
+  backend = jax.default_backend() if backend is None else backend
+  if backend != "cpu" or mesh_devices <= 1:
+    return
+  threads = cpu_worker_threads(jax.local_device_count()) if threads is None else threads
+  if mesh_devices <= threads:
+    return
+  raise ValueError(
+      f"devices={mesh_devices} in {what}: data parallel over {mesh_devices} CPU devices needs "
+      f"a XLA:CPU worker thread per device, but this process has {threads}: the devices "
+      f"waiting at an all-reduce would hold every worker and XLA would abort after 40 s. "
+      f"Use at most {threads} devices, or start the process with PJRT_NPROC={mesh_devices}")

@@ -1,0 +1,155 @@
+"""The per-backend table (hw.engine.backends): what each backend runs, that the library
+reads it, and the data-parallel rules on CPU devices."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hw import ops
+from hw.engine import backends, loop
+from hw.engine.experiment_data import DeviceSplit
+
+
+def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_scans():
+  cpu, gpu, tpu = (backends.choices(name) for name in ("cpu", "gpu", "tpu"))
+  assert cpu.conv_nets_per_batch and cpu.conv2d == "by_shape" and cpu.conv is not None
+  assert gpu == tpu == backends.ACCELERATOR
+  assert not gpu.conv_nets_per_batch and gpu.conv2d == "lax" and gpu.conv is None
+  assert cpu.mesh_one_step_at_a_time and not gpu.mesh_one_step_at_a_time
+  assert backends.choices("rocm-like-unknown") == backends.ACCELERATOR
+  assert "never measured" in gpu.basis and "measured" in cpu.basis
+
+
+@pytest.mark.parametrize("w_shape, out_hw, cpu", [
+    ((3, 3, 1, 16), (26, 26), "shift"),         # C ≤ 4, KH·KW·C·F = 144 ≤ 784
+    ((7, 7, 2, 10), (22, 22), "im2col"),        # C ≤ 4, 980 MACs, F ≤ 15
+    ((5, 5, 1, 32), (24, 24), "lax_im2col"),    # C ≤ 4, 800 MACs, F > 15
+    ((3, 3, 64, 64), (2, 2), "im2col"),         # wide, OH·OW ≤ 4
+    ((3, 3, 32, 64), (11, 11), "lax_matmul_dw"),  # wide, 3×3, OH·OW ≤ 121
+    ((3, 3, 32, 64), (12, 12), "lax"),
+    ((5, 5, 32, 64), (8, 8), "lax"),
+])
+def test_conv2d_choice_by_backend(w_shape, out_hw, cpu):
+  assert backends.conv2d_algorithm(w_shape, out_hw, "cpu") == cpu
+  assert backends.conv2d_algorithm(w_shape, out_hw, "gpu") == "lax"
+  assert backends.conv2d_algorithm(w_shape, out_hw, "tpu") == "lax"
+
+
+def _primitives(backend: str) -> str:
+  x, w = jnp.ones((2, 6, 6, 1)), jnp.ones((3, 3, 1, 2))
+  dy = jnp.ones((2, 4, 4, 2))
+  with backends.use(backend):
+    jaxpr = jax.make_jaxpr(  # a fresh function: traced under this backend's row
+        lambda x, w: jax.vjp(lambda x, w: ops.conv2d(x, w), x, w)[1](dy))(x, w)
+  return str(jaxpr)
+
+
+def test_conv2d_reads_the_table_of_the_backend_it_is_traced_for():
+  """On the CPU a 1 -> 2 channel 3×3 layer is shifted slices + im2col (no lax conv); traced
+  as for a GPU, its forward pass, dW and dX are three lax convolutions."""
+  assert _primitives("cpu").count("conv_general_dilated") == 0
+  assert _primitives("gpu").count("conv_general_dilated") == 3
+
+
+def test_pooling_reads_the_table():
+  assert backends.pool_path(True, "cpu") == backends.pool_path(True, "gpu") == "blocks"
+  assert backends.pool_path(False, "cpu") == "windows"
+  with backends.replaced("cpu", pool_blocks_when_tiling=False):
+    assert backends.pool_path(True, "cpu") == "windows"
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    with backends.use("cpu"):
+      windows = str(jax.make_jaxpr(lambda x: ops.max_pool(x, 2))(x))
+  blocks = str(jax.make_jaxpr(lambda x: ops.max_pool(x, 2))(x))
+  assert windows != blocks  # the windows path gathers
+  assert backends.pool_path(True, "cpu") == "blocks"  # restored
+
+
+def test_stepping():
+  assert backends.per_batch_stepping(None, True, "cpu") is True
+  assert backends.per_batch_stepping(None, False, "cpu") is False
+  assert backends.per_batch_stepping(None, True, "gpu") is False
+  assert backends.per_batch_stepping(True, False, "tpu") is True
+  assert backends.per_batch_stepping(False, True, "cpu") is False
+
+
+def test_describe_is_plain_json_and_names_the_backend():
+  row = backends.describe("gpu")
+  assert json.loads(json.dumps(row)) == row
+  assert row["backend"] == "gpu" and row["conv2d"] == "lax" and row["listed"] is True
+  assert backends.describe("cpu")["conv"]["im2col_max_input_channels"] == 4
+  assert backends.describe()["backend"] == jax.default_backend()
+
+
+def test_use_and_replaced_restore_and_refuse_bad_names():
+  before = backends.name()
+  with backends.use("tpu"):
+    assert backends.name() == "tpu" and backends.current() == backends.ACCELERATOR
+  assert backends.name() == before
+  with pytest.raises(ValueError, match="backend must be"):
+    with backends.use(""):
+      pass
+  with pytest.raises(ValueError, match="unknown backend choice"):
+    with backends.replaced("cpu", conv2d_speed=1):
+      pass
+  with backends.replaced("cpu", conv={"im2col_max_positions": 0}) as row:
+    assert row.conv.im2col_max_positions == 0 and row.conv.im2col_max_input_channels == 4
+    assert backends.conv2d_algorithm((3, 3, 64, 64), (2, 2), "cpu") == "lax_matmul_dw"
+  assert backends.TABLE["cpu"] == backends.CPU
+
+
+def test_worker_threads_follow_xla():
+  assert backends.cpu_worker_threads(8, {"PJRT_NPROC": "3"}) == 8
+  assert backends.cpu_worker_threads(2, {"PJRT_NPROC": "12", "NPROC": "4"}) == 12
+  assert backends.cpu_worker_threads(2, {"NPROC": "4"}) == 4
+
+
+def test_a_cpu_mesh_with_more_devices_than_workers_is_refused_up_front():
+  with pytest.raises(ValueError, match=r"devices=8 in 'q'.*has 6.*at most 6 devices"):
+    backends.check_data_parallel(8, "'q'", backend="cpu", threads=6)
+  backends.check_data_parallel(8, "'q'", backend="cpu", threads=8)
+  backends.check_data_parallel(8, "'q'", backend="gpu", threads=1)
+
+
+class _Loss(float):
+  """A step's loss that records when the loop waits for it."""
+  events: list = []
+
+  def block_until_ready(self):
+    self.events.append(("wait", float(self)))
+    return self
+
+
+@dataclasses.dataclass
+class _Mesh:
+  size: int
+
+
+def _fake_programs(devices: int) -> loop.Programs:
+  def step(state, images, labels, index, key):
+    _Loss.events.append(("step", state))
+    return state + 1, _Loss(state), np.int32(0)
+
+  return loop.Programs(model=None, init=None, step=step, chunk=None, evaluate=None,
+                       per_batch=True, mesh=_Mesh(devices) if devices > 1 else None)
+
+
+@pytest.mark.parametrize("backend, devices, waits", [("cpu", 8, True), ("cpu", 1, False),
+                                                     ("gpu", 8, False)])
+def test_a_cpu_mesh_runs_one_step_at_a_time(backend, devices, waits):
+  """On a CPU mesh the epoch waits for step k before dispatching step k + 1 (several steps
+  in flight deadlocked XLA:CPU's all-reduce); one device and GPUs keep steps in flight."""
+  _Loss.events = []
+  split = DeviceSplit(np.zeros((12, 2), np.float32), np.zeros(12, np.int32), 12)
+  with backends.use(backend):
+    loop.train_epoch(0, _fake_programs(devices), split, seed=0, epoch=1, batch_size=4)
+  steps = [("step", 0), ("step", 1), ("step", 2)]
+  if waits:
+    assert _Loss.events == [steps[0], ("wait", 0.0), steps[1], ("wait", 1.0), steps[2],
+                            ("wait", 2.0)]
+  else:
+    assert _Loss.events == steps
