@@ -2,7 +2,7 @@
 
 ``hw.ops.convolution`` picks, per layer, between lax convolutions, im2col/col2im matmuls,
 a shifted-slice forward pass and a matmul dW, by thresholds on the layer's shape (the
-CPU row of ``hw.engine.backends``: ``im2col_max_input_channels`` etc.). This sweep sets those thresholds
+CPU row of ``hw.backends``: ``im2col_max_input_channels`` etc.). This sweep sets those thresholds
 to force each policy in turn, traces conv2d forward + backward under it, and times the
 policies interleaved (CPU time of the process and wall time, median per call), once with
 dX and dW and once with dW only (a first layer). It is how the thresholds were chosen;
@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmarks import architectures as arch
 from benchmarks import op_timings, timing
-from hw.engine import backends
+from hw import backends
 
 KNOBS = ("im2col_max_input_channels", "im2col_forward_max_output_channels",
          "shift_forward_max_macs", "matmul_kernel_grad_max_taps",
@@ -44,7 +44,7 @@ SHAPES = [(28, 1, 32, 7, "VALID"), (28, 1, 8, 3, "SAME"), (28, 1, 16, 3, "VALID"
 
 @contextlib.contextmanager
 def policy(values: Sequence[int]) -> Iterator[None]:
-  """The CPU's conv2d thresholds (hw.engine.backends) set to ``values`` (in KNOBS order)
+  """The CPU's conv2d thresholds (hw.backends) set to ``values`` (in KNOBS order)
   inside the block."""
   with backends.replaced("cpu", conv=dict(zip(KNOBS, values))):
     yield

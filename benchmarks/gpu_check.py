@@ -5,7 +5,7 @@ It writes ``docs/results/gpu.md`` (and ``gpu.json`` beside it) naming the device
 
 1. ``hw verify``'s float32 rows on the device: every registry row's op and VJP in float32
    under ``jit`` against its autodiff reference (the automatic rows take the device's
-   choices of :mod:`hw.engine.backends`; the pinned rows their path);
+   choices of :mod:`hw.backends`; the pinned rows their path);
 2. Q5.3 (MNIST): wall time to 99% test accuracy with (a) hw.ops and (b) the autodiff twin
    (``benchmarks.models_autodiff``: the same layers as standard Flax layers, optax's loss),
    both through the same engine loop (Q5.3's optimiser, schedule, batch and
@@ -44,7 +44,8 @@ import experiments
 from benchmarks import architectures as arch
 from benchmarks import models_autodiff as jax_models
 from benchmarks import run as bench_run
-from hw.engine import backends, loop, objectives, steps
+from hw import backends
+from hw.engine import loop, objectives, steps
 from hw.engine.experiment_data import Split, Splits, load_splits, normalization, to_device
 from hw.nn import models
 from hw.verification import checks, registry

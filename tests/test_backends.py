@@ -1,4 +1,4 @@
-"""The per-backend table (hw.engine.backends): what each backend runs, that the library
+"""The per-backend table (hw.backends): what each backend runs, that the library
 reads it, and the data-parallel rules on CPU devices."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from hw import ops
-from hw.engine import backends, loop
+from hw import backends
+from hw.engine import loop
 from hw.engine.experiment_data import DeviceSplit
 
 

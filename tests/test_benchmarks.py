@@ -194,7 +194,7 @@ def test_op_cases_compare_like_with_like(benchmarks):
 
 def test_conv_algorithm_sweep(benchmarks):
   from hw import ops
-  from hw.engine import backends
+  from hw import backends
   sweep = benchmarks.conv_algorithms
   x, w, dy = jnp.ones((2, 6, 6, 1)), jnp.ones((3, 3, 1, 2)), jnp.ones((2, 4, 4, 2))
   convs = {}

@@ -134,7 +134,7 @@ CONV_NET_SCRIPT = textwrap.dedent("""
 
 def test_a_conv_net_at_a_real_batch_on_eight_devices_trains_like_one():
   """Q5.4's conv net, batch 96, one step per batch on 8 CPU devices (which waited in an
-  all-reduce and aborted while several steps were in flight; hw.engine.backends)."""
+  all-reduce and aborted while several steps were in flight; hw.backends)."""
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
   env.pop("PJRT_NPROC", None)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments import report
-from hw.engine import backends, checkpoint, experiment
+from hw import backends
+from hw.engine import checkpoint, experiment
 from hw.engine import loop as train
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, Splits

@@ -4,7 +4,7 @@ platforms that are not present; no device and no compilation needed).
 Exported for ``("cuda", "tpu")``: the engine's programs (train step, scanned chunk,
 evaluation) of every model of ``hw.nn.MODELS``, on one device and data parallel over an
 8-device mesh (an ``AbstractMesh``: no devices needed), traced with the GPU/TPU row of
-``hw.engine.backends``; and every op row of ``hw.verification.registry`` (each pinned
+``hw.backends``; and every op row of ``hw.verification.registry`` (each pinned
 path included), forward and VJP, in float32 and bfloat16. A failure names the program and
 the reason: JAX refused to lower it (a primitive with no CUDA/TPU lowering, a custom call
 outside the stable set), a host callback, a CPU-only custom call, a float64 value (TPUs
@@ -23,7 +23,8 @@ import pytest
 from jax import export
 from jax.sharding import AbstractMesh
 
-from hw.engine import backends, loop, randomness, steps
+from hw import backends
+from hw.engine import loop, randomness, steps
 from hw.engine.config import ExperimentConfig
 from hw.nn import models
 from hw.verification import registry

@@ -22,7 +22,8 @@ import jax
 import numpy as np
 import optax
 
-from hw.engine import backends, checkpoint, distributed, files, randomness
+from hw import backends
+from hw.engine import checkpoint, distributed, files, randomness
 from hw.engine import loop as core
 from hw.engine.config import ExperimentConfig, fingerprint
 from hw.engine.experiment_data import Splits, load_splits, normalization, to_device
@@ -299,7 +300,7 @@ def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str
   resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
   platform (backend, device, device_count (devices the batches were split over, in all
   processes), process_count,
-  PRNG implementation, stepping, backend_choices (the row of :mod:`hw.engine.backends`
+  PRNG implementation, stepping, backend_choices (the row of :mod:`hw.backends`
   it ran with), versions).
   """
   seconds = [r["seconds"] for point in grid for r in point["history"]]

@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from hw.engine import backends, randomness
+from hw import backends
+from hw.engine import randomness
 from hw.engine import update_rules as optimizers
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import DeviceSplit
@@ -93,7 +94,7 @@ def train_epoch(state: TrainState, programs: Programs, split: DeviceSplit, *, se
       state, loss, correct = programs.chunk(state, split.images, split.labels,
                                             *programs.feed(batch_index[start:stop],
                                                            keys[start:stop]))
-    if one_at_a_time:  # a CPU mesh: see hw.engine.backends (steps in flight deadlock)
+    if one_at_a_time:  # a CPU mesh: see hw.backends (steps in flight deadlock)
       loss.block_until_ready()
     losses_.append(loss)
     corrects.append(correct)

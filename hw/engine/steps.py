@@ -38,7 +38,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hw import metrics
-from hw.engine import augmentations, backends, distributed, randomness
+from hw import backends
+from hw.engine import augmentations, distributed, randomness
 from hw.engine import objectives as losses
 from hw.engine import update_rules as optimizers
 from hw.engine.config import ExperimentConfig, compile_key
@@ -60,7 +61,7 @@ class TrainState:
 
 def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bool:
   """One jitted call per batch (True) or scanned chunks: ``config.jit_per_batch`` if set;
-  else the backend's choice for conv nets (:mod:`hw.engine.backends`: per batch on the
+  else the backend's choice for conv nets (:mod:`hw.backends`: per batch on the
   CPU, scans on GPU/TPU); other models scan."""
   return backends.per_batch_stepping(config.jit_per_batch,
                                      isinstance(model, (models.ConvNet, models.VGG)), backend)

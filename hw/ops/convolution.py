@@ -36,7 +36,7 @@ An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
     "lax_matmul_dw"  lax conv / channel-major patches matmul / lax transposed conv
 
 ``conv2d(..., algorithm=None)`` picks one per layer from its shape and the backend
-(``hw.engine.backends``: a shape rule on the CPU, "lax" on GPU/TPU);
+(``hw.backends``: a shape rule on the CPU, "lax" on GPU/TPU);
 ``algorithm="<name>"`` pins it (every name applies to every shape), which is how
 ``hw verify`` proves each path separately.
 """
@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from hw import backends
 from hw.ops import _checks
 # The paths live in hw.ops._conv_paths; the dispatchers below (_forward, _kernel_grad,
 # _input_grad) look them up here, in this module's namespace.
@@ -58,7 +59,7 @@ from hw.ops._conv_paths import (_forward_im2col, _forward_lax, _forward_shift,
                                 _patches)
 
 # Automatic choice (every algorithm computes the same formulas; speed and rounding differ):
-# looked up per backend in hw.engine.backends (the CPU's shape thresholds and their
+# looked up per backend in hw.backends (the CPU's shape thresholds and their
 # measurements are stated there; GPU and TPU take lax convolutions for every pass).
 
 
@@ -126,8 +127,7 @@ def _check_algorithm(algorithm: str | None) -> None:
 
 def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int]) -> str:
   """The automatic choice for a (KH, KW, C, F) kernel and an (OH, OW) output on the backend
-  being traced for (:func:`hw.engine.backends.conv2d_algorithm`)."""
-  from hw.engine import backends  # imported here: hw.engine imports hw.ops
+  being traced for (:func:`hw.backends.conv2d_algorithm`)."""
   return backends.conv2d_algorithm(w_shape, out_hw)
 
 
@@ -244,7 +244,7 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
       extra pixel at the end, as TF/Flax); a non-negative int p or pair (ph, pw) for
       symmetric zero padding.
     algorithm: None (default) picks the implementation for the layer's shape and the
-      backend (``hw.engine.backends``);
+      backend (``hw.backends``);
       a name of ``ALGORITHMS`` ("shift", "im2col", "lax_im2col", "lax",
       "lax_matmul_dw", see the module docstring) pins one. Every algorithm computes the
       same formulas and applies to every shape; only speed and rounding differ.

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hw import backends
 from hw.ops import _checks
 
 Windows = tuple[tuple[int, int], ...]
@@ -255,14 +256,13 @@ def _check_algorithm(algorithm: str | None) -> None:
 def _resolve_algorithm(windows_h: Windows, windows_w: Windows, algorithm: str | None,
                        not_blocks: str) -> str:
   """The path to take: ``algorithm``, or for None "blocks" whenever the windows tile the
-  input (on every backend, ``hw.engine.backends``). ``not_blocks`` explains why "blocks"
+  input (on every backend, ``hw.backends``). ``not_blocks`` explains why "blocks"
   cannot apply, for the error."""
   tiles = _as_blocks(windows_h) is not None and _as_blocks(windows_w) is not None
   if algorithm == "blocks" and not tiles:
     raise ValueError(f"`algorithm` 'blocks' needs non-overlapping windows that tile the "
                      f"input from the top-left corner; {not_blocks} (use 'windows' or None)")
   if algorithm is None:
-    from hw.engine import backends  # imported here: hw.engine imports hw.ops
     return backends.pool_path(tiles)
   return algorithm
 
