@@ -269,3 +269,19 @@ def test_a_mutation_run_whose_baseline_crashes_scores_nothing():
   assert report.total == 0 and report.killed == 0
   assert report.baseline_failures and "relu[positive]" in report.baseline_failures[0]
   assert "baseline fails" in report.table()
+
+
+def test_a_failure_inside_pytest_shows_the_table_not_the_library(tmp_path):
+  (tmp_path / "test_rule.py").write_text(
+      "import jax, jax.numpy as jnp, numpy as np\nfrom hw.testing import check_vjp\n\n"
+      "@jax.custom_vjp\ndef f(x):\n  return jnp.sin(x)\n"
+      "f.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (1.01 * g * jnp.cos(x),))\n\n"
+      "def test_rule():\n  check_vjp(f, np.linspace(0.1, 1.0, 4), reference=jnp.sin,\n"
+      "            vmap=False, float32=False)\n")
+  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                         "-p", "no:xdist", "-p", "no:randomly", "test_rule.py"],
+                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+  out = proc.stdout + proc.stderr
+  assert proc.returncode == 1, out
+  assert "check(s) failed" in out and "reference" in out
+  assert "hw/testing/" not in out.replace("\\", "/"), out  # no frame of the library
