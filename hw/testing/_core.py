@@ -1,5 +1,6 @@
-"""What ``hw.testing`` and ``hw.verification`` share: the case and row types, the relative
-error, and the compile settings of the checks' many small one-off XLA programs.
+"""What ``hw.testing`` and ``hw.verification`` share: the case and row types, binding a
+case to a function (``bind_case``), the relative error, and the compile settings of the
+checks' many small one-off XLA programs.
 
 ``hw.verification`` (``hw verify`` over hw's own ops) is built on these; so is
 ``hw.testing.check_vjp`` (one user function) and ``hw verify --module`` (a user's
@@ -32,8 +33,9 @@ class Case:
       max-pool ties), where only the comparison with the reference applies.
     why_no_fd: the reason when ``finite_differences`` is False.
     fd_step: :func:`hw.testing.check_vjp`'s finite-difference step relative to each
-      input's spread, where its default (1e-3) does not suit the case (None: the default;
-      an explicit ``fd_step=`` option still wins).
+      element's scale (the input's spread, capped at ``|x_i|`` for an input of one sign),
+      where its default (1e-3) does not suit the case (None: the default; an explicit
+      ``fd_step=`` option still wins).
   """
   name: str
   args: tuple
