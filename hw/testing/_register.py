@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hw.testing._core import Case, OpSpec
+from hw.testing.check import DEFAULT_RTOL  # check_vjp's default (its RTOL_RULE)
 
 _REGISTERED: dict[str, dict[str, OpSpec]] = {}
 
@@ -38,11 +39,8 @@ def _case_maker(cases) -> Callable:
   return lambda key: fixed
 
 
-DEFAULT_TOLERANCE = 1e-9  # check_vjp's default rtol (hw.testing.check.RTOL_RULE)
-
-
 def register(*, reference: Callable, cases, name: str | None = None,
-             tolerance: float = DEFAULT_TOLERANCE, float32_case: int = 0) -> Callable:
+             tolerance: float = DEFAULT_RTOL, float32_case: int = 0) -> Callable:
   """Decorator: register ``fn`` with its autodiff ``reference`` and its ``cases``.
 
   Args:
