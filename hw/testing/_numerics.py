@@ -147,7 +147,7 @@ class _Numerics:
   def _taylor(self, fn, what, primals, ints, extras, ct0, single):
     """The Taylor-remainder test: r(h) = |phi(x + h d) - phi(x) - h <g, d>| with
     phi = <ct, fn(x)> and g the VJP; r falls as h^2 for a right g, as h for a wrong one."""
-    b, h0 = self.b, 8 * self.opts["fd_step"]
+    b, h0 = self.b, 2 * self.opts["fd_step"]   # within 2x the finite-difference step
     directions = self._directions(primals)
     hs = [h0 / 2 ** k for k in range(TAYLOR_STEPS)]
 

@@ -44,7 +44,7 @@ Checks (each a row of the report; a failing row raises ``AssertionError`` with t
   within a step. Skipped with a stated reason where ``kinks`` says the point is not
   differentiable;
 * ``taylor`` (needs no step size): the remainder ``|phi(x + h d) - phi(x) - h <VJP(ct), d>|``
-  of ``phi = <ct, intent(x)>`` for ``h = 8 fd_step / 2^k``; the verdict is its rate of
+  of ``phi = <ct, intent(x)>`` for ``h = 2 fd_step / 2^k``; the verdict is its rate of
   decrease, 2 for a right gradient and 1 for a wrong one (pass at >= 1.5), as
   dolfin-adjoint's ``taylor_test``. It finds errors of the size of ``h`` times the
   curvature; finite differences find smaller ones;
