@@ -28,7 +28,7 @@ import hw.ops
 from hw.testing.mutation import custom_vjps
 import hw.tsne
 from hw.ops import convolution
-from hw.verification.checks import bind_case
+from hw.testing._core import bind_case
 from hw.verification.registry import REGISTRY, case_key
 
 AUTODIFF_NAMES = {

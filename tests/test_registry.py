@@ -22,7 +22,8 @@ import hw.ops
 from hw.testing.mutation import custom_vjps
 import hw.tsne
 from hw.ops import convolution, pooling
-from hw.verification.checks import bind_case, check_case, fast_compilation
+from hw.testing._core import bind_case, fast_compilation
+from hw.verification.verify import check_case
 from hw.verification.registry import REGISTRY, case_key, rows_of
 
 PERTURBATION = 1.0 + 1e-6

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from hw.verification import references as ref
 from hw.verification import verify
-from hw.verification.checks import check_case
+from hw.verification.verify import check_case
 from hw.verification.registry import REGISTRY, case_key
 
 SOME_OPS = "relu,squared_error,max_pool"

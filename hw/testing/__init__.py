@@ -1,8 +1,7 @@
 """Prove your own ``jax.custom_vjp`` the way ``hw verify`` proves hw's ops.
 
-* ``check_vjp(f, *args, reference=None, **options)``: every check on one input, in
-  float64; a failure raises ``AssertionError`` with a table, a pass returns a
-  ``VJPReport``.
+* ``check_vjp(f, *args, reference=..., ...)``: every check on one input, in float64; a
+  failure raises ``AssertionError`` with a table, a pass returns a ``VJPReport``.
 * ``hw.testing.cases``: awkward-input generators (batch of one, odd and prime sizes,
   exact zeros and ties, values at kinks, large and tiny magnitudes, both label
   conventions); ``Case`` is one input.
@@ -12,12 +11,32 @@
 * The pytest plugin (``hw.testing.plugin``, registered as a ``pytest11`` entry point): a
   ``check_vjp`` fixture, ``vjp_cases(...)`` to parametrize over cases, and a per-op
   summary at the end of the session.
+
+Names load on first use (PEP 562), so importing the package (as the pytest plugin does
+in every session) imports neither JAX nor the checker. Modules whose name a public
+function would shadow are private (``_register``).
 """
-from hw.testing import cases
-from hw.testing._core import Case, OpSpec
-from hw.testing.check import DEFAULT_OPTIONS, Row, VJPReport, check_vjp
-from hw.testing.mutation import MutationReport, mutation_score
-from hw.testing.register import discover, register
+from __future__ import annotations
+
+import importlib
+
+# public name -> the module that defines it
+_LAZY = {
+    "Case": "hw.testing._core", "OpSpec": "hw.testing._core",
+    "VJPReport": "hw.testing.report", "check_vjp": "hw.testing.check",
+    "MutationReport": "hw.testing.mutation", "mutation_score": "hw.testing.mutation",
+    "discover": "hw.testing._register", "register": "hw.testing._register",
+}
+
+
+def __getattr__(name: str):
+  if name == "cases":
+    return importlib.import_module("hw.testing.cases")
+  if name in _LAZY:
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module 'hw.testing' has no attribute {name!r}")
 
 
 def vjp_cases(*cases_or_makers, seed=0, argname: str = "case"):
@@ -27,6 +46,8 @@ def vjp_cases(*cases_or_makers, seed=0, argname: str = "case"):
   ``seed -> list`` maker; lists are concatenated.
   """
   import pytest
+
+  from hw.testing._core import Case
   items: list = []
   for item in cases_or_makers:
     if isinstance(item, Case):
@@ -38,5 +59,5 @@ def vjp_cases(*cases_or_makers, seed=0, argname: str = "case"):
   return pytest.mark.parametrize(argname, items, ids=[c.name for c in items])
 
 
-__all__ = ["Case", "DEFAULT_OPTIONS", "MutationReport", "OpSpec", "Row", "VJPReport",
-           "cases", "check_vjp", "discover", "mutation_score", "register", "vjp_cases"]
+__all__ = ["Case", "OpSpec", "VJPReport", "cases", "check_vjp", "discover",
+           "mutation_score", "register", "vjp_cases"]

@@ -1,5 +1,6 @@
-"""What ``hw.testing`` and ``hw.verification`` share: the case and row types, the relative
-error, and the compile settings of the checks' many small one-off XLA programs.
+"""What ``hw.testing`` and ``hw.verification`` share: the case and row types, binding a
+case to a function (``bind_case``), the relative error, and the compile settings of the
+checks' many small one-off XLA programs.
 
 ``hw.verification`` (``hw verify`` over hw's own ops) is built on these; so is
 ``hw.testing.check_vjp`` (one user function) and ``hw verify --module`` (a user's
@@ -13,6 +14,7 @@ import functools
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 TINY = float(np.finfo(np.float64).tiny)
@@ -31,8 +33,9 @@ class Case:
       max-pool ties), where only the comparison with the reference applies.
     why_no_fd: the reason when ``finite_differences`` is False.
     fd_step: :func:`hw.testing.check_vjp`'s finite-difference step relative to each
-      input's spread, where its default (1e-3) does not suit the case (None: the default;
-      an explicit ``fd_step=`` option still wins).
+      element's scale (the input's spread, capped at ``|x_i|`` for an input of one sign),
+      where its default (1e-3) does not suit the case (None: the default; an explicit
+      ``fd_step=`` option still wins).
   """
   name: str
   args: tuple
@@ -79,6 +82,44 @@ class OpSpec:
     if self.algorithm is None:
       return op
     return functools.partial(op, algorithm=self.algorithm)
+
+
+def _to_jax(value, dtype):
+  """NumPy float arrays to ``dtype``, other NumPy arrays as they are; the rest unchanged."""
+  if not isinstance(value, np.ndarray):
+    return value
+  if np.issubdtype(value.dtype, np.floating):
+    return jnp.asarray(value, dtype=dtype)
+  return jnp.asarray(value)
+
+
+def bind_case(fn: Callable, case: Case, dtype) -> tuple[Callable, list, list]:
+  """Split a case into differentiable args, other array inputs and static options.
+
+  Returns:
+    ``(f, primals, extras)`` with ``f(primals, extras) == fn(*args, **kwargs)``. Array
+    inputs that are not differentiated (labels, PRNG keys) travel in ``extras`` so that
+    under ``jit`` they are arguments, never baked-in constants. (Used to trace a case's
+    VJP: the mutation score and the registry's tests.)
+  """
+  args = [_to_jax(a, dtype) for a in case.args]
+  kwargs = {k: _to_jax(v, dtype) for k, v in case.kwargs.items()}
+  arg_slots = [i for i, a in enumerate(args)
+               if isinstance(a, jax.Array) and i not in case.differentiable]
+  kw_slots = [k for k, v in kwargs.items() if isinstance(v, jax.Array)]
+  primals = [args[i] for i in case.differentiable]
+  extras = [args[i] for i in arg_slots] + [kwargs[k] for k in kw_slots]
+
+  def f(primal_values, extra_values):
+    full, options = list(args), dict(kwargs)
+    for i, value in zip(case.differentiable, primal_values):
+      full[i] = value
+    for i, value in zip(arg_slots, extra_values[:len(arg_slots)]):
+      full[i] = value
+    for k, value in zip(kw_slots, extra_values[len(arg_slots):]):
+      options[k] = value
+    return fn(*full, **options)
+  return f, primals, extras
 
 
 def errors(actual, expected) -> tuple[float, float]:

@@ -10,12 +10,17 @@ outputs:
 * ``swap[i,j]``: outputs ``i`` and ``j`` exchanged (where they have the same shape);
 * ``transpose[i]``: output ``i``'s last two axes swapped (where they are equal, > 1).
 
-For every registry row whose cases run that backward rule (found by tracing each case's
-VJP with the rules wrapped), each mutant that can apply to the row's cases runs the
-row's checks (``hw.verification.checks.check_case``: reference comparison and finite
-differences, float64) case by case until one fails: the mutant is *killed*; if every
-case passes it *survived*. Rows are per implementation path, so a backward rule shared by
-paths (``conv2d[shift]``, ``conv2d[lax]``, ...) is mutated once per path.
+First the *baseline*: every case of every row runs unmutated; a case that fails (or
+crashes) makes the run stop with ``baseline_failures`` naming the row and case, and no
+mutant is scored (a mutant "killed" by a bug already there proves nothing). Then, for
+every registry row whose cases run a backward rule (found by tracing each case's VJP
+with the rules wrapped), each mutant that can apply to the row's cases runs the row's
+checks (``hw.verification.verify.check_case``: ``hw.testing.check_vjp`` in ``hw
+verify``'s fast setting, float64, float32 off) case by case until one fails: the mutant
+is *killed*; if every case passes it *survived*. A case that crashes under a mutant is
+not a kill (the mutant counts as surviving, with the crash noted). Rows are per
+implementation path, so a backward rule shared by paths (``conv2d[shift]``,
+``conv2d[lax]``, ...) is mutated once per path.
 """
 from __future__ import annotations
 
@@ -113,7 +118,7 @@ def _patched(fn, bwd) -> Iterator[None]:
 def _uses(objects: Mapping[str, jax.custom_vjp], registry: Mapping[str, OpSpec], seed: int
           ) -> dict[tuple[str, str], list]:
   """``(rule, row) -> [(case, output shapes)]`` for every case whose VJP runs the rule."""
-  from hw.verification.checks import bind_case
+  from hw.testing._core import bind_case
   from hw.verification.registry import case_key
   uses: dict[tuple[str, str], list] = {}
   current: dict = {}
@@ -163,6 +168,7 @@ class MutationReport:
   module: str
   results: list[MutantResult]
   unused_rules: list[str]   # custom_vjps no registered case runs
+  baseline_failures: list[str] = dataclasses.field(default_factory=list)  # "row[case]: why"
 
   @property
   def killed(self) -> int:
@@ -185,12 +191,15 @@ class MutationReport:
         (row, rule, str(len(rs)), str(sum(r.killed for r in rs)),
          ", ".join(r.mutant for r in rs if not r.killed) or "-")
         for (row, rule), rs in per.items()]
-    errors = [r for r in self.results if r.killed and ": error " in r.killed_by]
+    if self.baseline_failures:
+      return "\n".join(["baseline fails: the unmutated rules fail their own checks, so no "
+                        "mutant is scored"] + [f"  {b}" for b in self.baseline_failures])
+    crashes = [r for r in self.results if not r.killed and r.killed_by.startswith("crash")]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    for r in errors:
-      lines.append(f"note {r.row} {r.mutant}: killed by an error, not a failed check "
+    for r in crashes:
+      lines.append(f"note {r.row} {r.mutant}: a case crashed, which is not a kill "
                    f"({r.killed_by[:120]})")
     for rule in self.unused_rules:
       lines.append(f"NOT COVERED {rule}: no registered case runs this backward rule")
@@ -202,7 +211,7 @@ class MutationReport:
 
   def to_json(self) -> dict:
     return {"module": self.module, "killed": self.killed, "total": self.total,
-            "unused_rules": self.unused_rules,
+            "unused_rules": self.unused_rules, "baseline_failures": self.baseline_failures,
             "results": [dataclasses.asdict(r) for r in self.results]}
 
 
@@ -211,7 +220,7 @@ def default_registry(module: str) -> dict[str, OpSpec]:
   if module == "hw.ops" or module.startswith("hw.ops."):
     from hw.verification.registry import REGISTRY
     return dict(REGISTRY)
-  from hw.testing.register import discover
+  from hw.testing._register import discover
   return discover(module)
 
 
@@ -229,8 +238,8 @@ def mutation_score(module: str, registry: Mapping[str, OpSpec] | None = None, *,
     seed: seed of the cases.
     finite_differences: also run the finite-difference check of each case.
   """
-  from hw.verification.checks import check_case
   from hw.verification.registry import case_key
+  from hw.verification.verify import check_case
   registry = dict(default_registry(module) if registry is None else registry)
   if rows is not None:
     registry = {r: registry[r] for r in rows}
@@ -238,6 +247,15 @@ def mutation_score(module: str, registry: Mapping[str, OpSpec] | None = None, *,
   if rules is not None:
     objects = {k: objects[k] for k in rules}
   with fast_compilation():
+    baseline = []
+    for row, spec in registry.items():
+      for case in spec.make_cases(case_key(seed, row)):
+        outcome = check_case(spec, case, finite_differences=finite_differences)
+        if not outcome.passed:
+          baseline.append(f"{row}[{case.name}]: "
+                          + (outcome.error or "; ".join(outcome.failures))[:300])
+    if baseline:
+      return MutationReport(module, [], [], baseline)
     uses = _uses(objects, registry, seed)
     results = []
     for (rule, row), seen in uses.items():
@@ -251,15 +269,14 @@ def mutation_score(module: str, registry: Mapping[str, OpSpec] | None = None, *,
             if not any(mutant.applies(s) for c, s in seen if c is case):
               continue
             outcome = check_case(spec, case, finite_differences=finite_differences)
+            if outcome.error:  # a crash is no kill
+              result.killed_by = f"crash in {case.name}: {outcome.error}"
+              break
             if not outcome.passed:
-              why = f"error {outcome.error}" if outcome.error else (
-                  f"grad rel err {outcome.grad_rel_err:.1e}" if outcome.grad_rel_err
-                  > spec.tolerance else f"finite differences {outcome.fd}")
-              result.killed, result.killed_by = True, f"{case.name}: {why}"
+              result.killed, result.killed_by = True, f"{case.name}: {outcome.failures[0]}"
               break
         results.append(result)
   used = {rule for rule, _ in uses}
-  del case_key
   unused = sorted(set(objects) - used) if rows is None else []
   return MutationReport(module, results, unused)
 

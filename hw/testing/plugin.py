@@ -5,13 +5,12 @@
 * at the end of the session, one line per checked function: calls, failures and the
   worst relative error of each check (merged across pytest-xdist workers).
 
-Without the entry point installed: ``pytest -p hw.testing.plugin``.
+Without the entry point installed: ``pytest -p hw.testing.plugin``. The plugin imports
+nothing heavy: JAX and the checker load when a test first asks for the fixture.
 """
 from __future__ import annotations
 
 import pytest
-
-from hw.testing import check as _check
 
 _KEY = "hw_testing_vjp_summary"
 # function name -> {"calls": n, "failed": n, "worst": {check: rel err}}
@@ -39,9 +38,12 @@ def _merge(other: dict) -> None:
 @pytest.fixture
 def check_vjp():
   """``hw.testing.check_vjp``, recorded for the end-of-session summary."""
+  from hw.testing.check import check_vjp as check
+
   def run(f, *args, **kwargs):
+    __tracebackhide__ = True  # the failure shows the table, not these frames
     try:
-      report = _check.check_vjp(f, *args, **kwargs)
+      report = check(f, *args, **kwargs)
     except AssertionError as exc:
       report = getattr(exc, "report", None)
       _record(_group(report, f), report, failed=True)

@@ -13,8 +13,8 @@ class Row:
   input: str
   check: str
   index: str = ""
-  value: float = float("nan")
-  reference: float = float("nan")
+  value: float | None = None        # None: not applicable (a blank cell); nan/inf print as such
+  reference: float | None = None
   rel_err: float = 0.0
   tolerance: float = 0.0
   passed: bool = True
@@ -69,8 +69,11 @@ class VJPReport:
             f"{self.seconds:.1f} s\n{self.table()}")
 
 
-def _num(v: float, fmt: str = ".10g") -> str:
-  if isinstance(v, float) and math.isnan(v):
+def _num(v: float | None, fmt: str = ".10g") -> str:
+  """A cell: blank when not applicable, ``nan``/``inf``/``-inf`` as such."""
+  if v is None:
     return ""
+  if not math.isfinite(v):
+    return str(float(v))
   return format(v, fmt)
 

@@ -1,18 +1,26 @@
-"""``hw verify``: check every hand-written VJP against autodiff and finite differences.
+"""``hw verify``: check every hand-written VJP with ``hw.testing.check_vjp``.
 
-For each row of the registry and each of its cases (float64): the forward value and the
-VJP for a random cotangent must match the autodiff reference within the op's tolerance
-(relative error ``max|a - b| / max(max|b|, tiny)``, 1e-10 by default), and
-``jax.test_util.check_grads`` (reverse mode, order 1) must pass where the case is
-differentiable. Each row also runs once in float32 under ``jit``. An op with several
-implementation paths has a row for its automatic choice (``conv2d``) and one per path
-(``conv2d[shift]``, ...), each with the path pinned.
+Each row of the registry runs ``check_vjp`` on each of its cases against the row's
+autodiff reference with the row's tolerance (relative error ``max|a - b| / max(max|b|,
+tiny)``, 1e-10 by default) in ``VERIFY_SETTING``, the fast setting of the checker: the
+forward value, the VJP for every basis cotangent (4 random ones above 256 output
+elements), the structure checks (shape/dtype, float0, zero cotangent) and finite
+differences (Richardson, per-element steps) where the case is differentiable, all in one
+compiled program per case; the float32 run on the row's ``float32_case`` only. The fast
+setting skips what ``check_vjp`` runs by default on top: the eager run (the jit-vs-eager
+row), ``vmap``, the two-runs nondeterminism check and the Taylor test, and it checks
+every basis cotangent only up to 256 output elements (``check_vjp``: 2048) — run them
+with ``check_vjp`` itself or in the test suite. An
+op with several implementation paths has a row for its automatic choice (``conv2d``) and
+one per path (``conv2d[shift]``, ...), each with the path pinned.
 
 ``--module MODULE`` runs the same checks and table over the functions a user registered
 with ``@hw.testing.register(reference=..., cases=...)`` in MODULE (a package: with its
-submodules). ``--mutate MODULE`` prints the mutation score of MODULE's backward rules
-(``hw.testing.mutation``): every ``custom_vjp`` rule perturbed in turn (an output scaled
-by 1 + 1e-7, two outputs of one shape swapped, one element zeroed, a square output
+submodules; found from the current directory as pytest finds test modules).
+``--mutate MODULE`` prints the mutation score of MODULE's backward rules
+(``hw.testing.mutation``): the unmutated rules are checked first (exit 1, "baseline
+fails", if one fails), then every ``custom_vjp`` rule is perturbed in turn (an output
+scaled by 1 + 1e-7, two outputs of one shape swapped, one element zeroed, a square output
 transposed), each mutant run through the rows that use the rule; exit status 1 when a
 mutant survives or a rule is run by no case.
 """
@@ -22,15 +30,86 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from typing import Callable, Mapping, Sequence
 
 from hw import plotting
-from hw.optim import verify as optim_verify
+from hw.testing._core import Case, OpSpec, fast_compilation
+from hw.testing.check import check_vjp
 
-from hw.verification.checks import CaseResult, check_case, check_float32_jit, fast_compilation
-from hw.verification.registry import REGISTRY, OpSpec, case_key, rows_of
+# check_vjp's fast setting for hw verify (see the module docstring for what it skips).
+VERIFY_SETTING = dict(eager=False, vmap=False, nondeterminism=False, taylor=False, order=1,
+                      max_basis=256, random_cotangents=4)
+
+
+@dataclasses.dataclass
+class CaseResult:
+  """What ``check_vjp`` found on one case. ``fd`` and ``float32`` are "pass", "fail" or
+  "n.a."; ``failures`` holds the failing rows (input / check: rel err, note)."""
+  op: str
+  case: str
+  forward_abs_err: float = float("nan")
+  forward_rel_err: float = float("nan")
+  grad_abs_err: float = float("nan")
+  grad_rel_err: float = float("nan")
+  fd: str = "n.a."
+  fd_note: str = ""
+  float32: str = "n.a."
+  error: str = ""
+  passed: bool = False
+  failures: list[str] = dataclasses.field(default_factory=list)
+
+
+def _worst(rows, check) -> tuple[float, float]:
+  """(max abs error, max relative error) over the rows of ``check``."""
+  chosen = [r for r in rows if r.check == check and r.value is not None]
+  if not chosen:
+    return 0.0, 0.0
+  abs_err = max(abs(r.value - r.reference) if math.isfinite(r.value - r.reference)
+                else math.inf for r in chosen)
+  return abs_err, max(r.rel_err for r in chosen)
+
+
+def check_case(spec: OpSpec, case: Case, *, op: Callable | None = None,
+               finite_differences: bool = True, float32: bool = False,
+               setting: Mapping | None = None) -> CaseResult:
+  """``check_vjp`` of the row's op (or ``op``, with the row's ``algorithm``) on ``case``
+  against the row's reference and tolerance; a crash is a failed case, not an error."""
+  result = CaseResult(spec.name, case.name)
+  setting = dict(VERIFY_SETTING if setting is None else setting)
+  try:
+    try:
+      report = check_vjp(spec.bind(op), case, reference=spec.reference, rtol=spec.tolerance,
+                         fd=finite_differences, float32=float32, name=spec.name, **setting)
+    except AssertionError as exc:
+      report = getattr(exc, "report", None)
+      if report is None:
+        raise
+  except Exception as exc:  # a crash of the op is a failure to report, not to raise
+    result.error = f"{type(exc).__name__}: {exc}".strip()[:500]
+    return result
+  rows = report.rows
+  result.forward_abs_err, result.forward_rel_err = _worst(rows, "value")
+  result.grad_abs_err, result.grad_rel_err = _worst(rows, "reference")
+  skipped = dict(report.skipped)
+  fd_rows = [r for r in rows if r.check in ("finite differences", "fd h vs h/2")]
+  if fd_rows:
+    result.fd = "pass" if all(r.passed for r in fd_rows) else "fail"
+    worst = max((r for r in fd_rows if r.check == "finite differences"),
+                key=lambda r: r.rel_err, default=fd_rows[0])
+    result.fd_note = (f"<ct, J t>: finite differences {worst.reference:.8g}, VJP "
+                      f"{worst.value:.8g}, rel err {worst.rel_err:.1e}")
+  else:
+    result.fd_note = skipped.get("finite differences", "")
+  f32 = [r for r in rows if r.check == "float32"]
+  if f32:
+    result.float32 = "pass" if all(r.passed for r in f32) else "fail"
+  result.failures = [f"{r.input} / {r.check}: rel err {r.rel_err:.2e}"
+                     + (f" ({r.note})" if r.note else "") for r in report.failures]
+  result.passed = report.passed
+  return result
 
 
 @dataclasses.dataclass
@@ -75,18 +154,17 @@ def _finite_or_none(value: float):
 
 def verify_op(spec: OpSpec, *, seed: int = 0, finite_differences: bool = True) -> OpReport:
   """Run every check of ``spec`` and summarise."""
+  from hw.verification.registry import case_key
   cases = list(spec.make_cases(case_key(seed, spec.name)))
-  results = [check_case(spec, case, finite_differences=finite_differences) for case in cases]
-  f32_ok, f32_message = check_float32_jit(spec, cases[spec.float32_case])
+  results = [check_case(spec, case, finite_differences=finite_differences,
+                        float32=k == spec.float32_case) for k, case in enumerate(cases)]
+  f32_ok = all(r.float32 != "fail" for r in results) and not results[
+      spec.float32_case].error
   failures = []
   for r in results:
     if not r.passed:
-      reason = r.error or (
-          f"forward rel {r.forward_rel_err:.2e}, grad rel {r.grad_rel_err:.2e}, fd {r.fd}"
-          + (f" ({r.fd_note})" if r.fd == "fail" else ""))
+      reason = r.error or "; ".join(r.failures)
       failures.append(f"{r.case}: {reason}")
-  if not f32_ok:
-    failures.append(f"float32 jit: {f32_message}")
   numbers = lambda attr: [getattr(r, attr) for r in results if not r.error]
   worst = lambda values: max(values) if values else float("nan")
   return OpReport(
@@ -98,6 +176,11 @@ def verify_op(spec: OpSpec, *, seed: int = 0, finite_differences: bool = True) -
       fd_na=sum(r.fd == "n.a." for r in results),
       float32_jit="pass" if f32_ok else "FAIL",
       passed=not failures, failures=failures, case_results=results)
+
+
+def rows_of(name: str, registry: Mapping[str, OpSpec]) -> list[str]:
+  """The names of the rows of op ``name``: its automatic row and its ``[algorithm]`` rows."""
+  return [row for row, spec in registry.items() if row == name or spec.function == name]
 
 
 def select(registry: Mapping[str, OpSpec], ops: Sequence[str] | None) -> list[str]:
@@ -114,10 +197,13 @@ def select(registry: Mapping[str, OpSpec], ops: Sequence[str] | None) -> list[st
   return sorted(wanted, key=lambda row: (first(row), list(registry).index(row)))
 
 
-def verify(registry: Mapping[str, OpSpec] = REGISTRY, *, ops: Sequence[str] | None = None,
+def verify(registry: Mapping[str, OpSpec] | None = None, *, ops: Sequence[str] | None = None,
            seed: int = 0, finite_differences: bool = True,
            progress: Callable[[str], None] | None = None) -> list[OpReport]:
-  """Check the selected rows; ``progress`` gets one line per row as it finishes."""
+  """Check the selected rows (default: hw's registry); ``progress`` gets one line per row
+  as it finishes."""
+  if registry is None:
+    from hw.verification.registry import REGISTRY as registry
   names = select(registry, ops)
   reports = []
   with fast_compilation():
@@ -165,6 +251,7 @@ def errors_figure(reports: Sequence[OpReport]):
   fig, ax = plt.subplots(figsize=(10, 0.22 * len(reports) + 1.2))
   colors = ["tab:blue" if r.passed else "tab:red" for r in reports]
   ax.barh(range(len(reports)), values, color=colors, left=floor)
+  from hw.verification.registry import REGISTRY
   ax.axvline(REGISTRY[reports[0].op].tolerance if reports[0].op in REGISTRY else 1e-10,
              color="k", ls="--", lw=1,
              label="tolerance")
@@ -202,15 +289,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   return parser.parse_args(list(argv))
 
 
+def _current_directory_importable() -> None:
+  """Let ``--module``/``--mutate`` import modules of the current directory, as pytest and
+  ``python -m`` do (no ``PYTHONPATH=.``)."""
+  here = os.getcwd()
+  if here not in sys.path and "" not in sys.path:
+    sys.path.insert(0, here)
+
+
 def main(argv: Sequence[str] | None = None, *,
-         registry: Mapping[str, OpSpec] = REGISTRY) -> int:
+         registry: Mapping[str, OpSpec] | None = None) -> int:
   """Entry point of ``hw verify``. Returns 0 when every op passes, 1 otherwise."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
   ops = [name.strip() for name in args.ops.split(",") if name.strip()]
+  if args.mutate or args.module:
+    _current_directory_importable()
   if args.mutate:
     return _mutate(args, ops)
+  if registry is None and not args.module:
+    from hw.verification.registry import REGISTRY as registry
   if args.module:
-    from hw.testing.register import discover
+    from hw.testing._register import discover
     try:
       registry = discover(args.module)
     except ValueError as exc:
@@ -229,9 +328,12 @@ def main(argv: Sequence[str] | None = None, *,
   except ValueError as exc:
     print(f"hw verify: {exc}", file=sys.stderr)
     return 2
-  # The hand-written optimisers (hw.optim) against optax, when every op is checked.
-  with fast_compilation():
-    optimizers = [] if ops else optim_verify.verify_all(seed=args.seed)
+  # The hand-written optimisers (hw.optim) against optax, when every op of hw is checked.
+  optimizers = []
+  if not ops and not args.module:
+    from hw.optim import verify as optim_verify
+    with fast_compilation():
+      optimizers = optim_verify.verify_all(seed=args.seed)
   elapsed = time.perf_counter() - start
   passed = all(r.passed for r in reports) and all(c.passed for c in optimizers)
   if args.chart and reports:
@@ -274,6 +376,10 @@ def _mutate(args, ops) -> int:
   else:
     print(report.table())
     print(f"{elapsed:.1f} s")
+  if report.baseline_failures:
+    print("hw verify: baseline fails (the unmutated rules fail their own checks, so no "
+          "mutant is scored): " + "; ".join(report.baseline_failures), file=sys.stderr)
+    return 1
   return 0 if not report.survivors and not report.unused_rules else 1
 
 
