@@ -26,7 +26,6 @@ whose data is missing are reported as not run).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os

@@ -13,7 +13,7 @@ import json
 import os
 import pathlib
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 
 COMMANDS = {
@@ -26,10 +26,9 @@ COMMANDS = {
 }
 
 
-def _usage(extra: Mapping[str, tuple[str, Callable]] | None = None) -> str:
+def _usage() -> str:
   lines = ["usage: hw <command> [options]", "", "commands:"]
-  helps = {**COMMANDS, **{name: help_ for name, (help_, _) in (extra or {}).items()}}
-  lines += [f"  {name:<10} {help_}" for name, help_ in helps.items()]
+  lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
   lines += ["", "Run `hw <command> --help` for a command's options; `hw --debug <command> ...`",
             "shows the traceback of an unexpected error.", "", EXIT_STATUS]
   return "\n".join(lines)
@@ -314,9 +313,9 @@ def _default_data_dir() -> None:
       os.environ["HW_DATA_DIR"] = str(folder)
 
 
-def main(argv: Sequence[str] | None = None, *, catalog: Any = None,
-         extra: Mapping[str, tuple[str, Callable]] | None = None) -> int:
-  """Dispatch ``argv``; ``extra`` maps more command names to (help, main) (the app's own).
+def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
+  """Dispatch ``argv`` to a command; ``catalog``: the experiments (default
+  :mod:`experiments.catalog`; tests hand in others).
 
   ``--debug`` anywhere shows the traceback of an unexpected error; without it every error
   is one line. Ctrl-C exits 130 with how to resume. Called as the ``hw`` program
@@ -329,12 +328,12 @@ def main(argv: Sequence[str] | None = None, *, catalog: Any = None,
   console.set_debug("--debug" in argv)
   argv = [arg for arg in argv if arg != "--debug"]
   if not argv or argv[0] in ("-h", "--help"):
-    print(_usage(extra))
+    print(_usage())
     return 0
   name = argv[0]
   with console.watching_interrupts():
     try:
-      return _dispatch(argv, catalog, extra)
+      return _dispatch(argv, catalog)
     except Exception as error:  # pylint: disable=broad-except  # one line, not a traceback
       console.show_traceback()
       if console.interrupted():
@@ -349,14 +348,11 @@ def main(argv: Sequence[str] | None = None, *, catalog: Any = None,
       return console.INTERRUPTED
 
 
-def _dispatch(argv: Sequence[str], catalog: Any,
-              extra: Mapping[str, tuple[str, Callable]] | None) -> int:
+def _dispatch(argv: Sequence[str], catalog: Any) -> int:
   name, rest = argv[0], argv[1:]
-  if extra and name in extra:
-    return int(extra[name][1](rest) or 0)
   if name not in COMMANDS:
     hint = " (the benchmarks run with `make bench`)" if name == "bench" else ""
-    print(f"{_usage(extra)}\n\nhw: unknown command {name!r}{hint}", file=sys.stderr)
+    print(f"{_usage()}\n\nhw: unknown command {name!r}{hint}", file=sys.stderr)
     return 2
   if name in ("verify", "paper"):
     from experiments.reproduce import CHECK_MODULES

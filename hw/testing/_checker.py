@@ -4,7 +4,6 @@ float32 run; the finite-difference, Taylor, ``vmap`` and second-order checks are
 ``hw.testing._numerics``."""
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp

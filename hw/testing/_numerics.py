@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hw.testing._core import TINY, errors
+from hw.testing._core import TINY
 from hw.testing.report import Row
 
 EPS = float(np.finfo(np.float64).eps)
