@@ -27,6 +27,7 @@ from hw.engine import loop as core
 from hw.engine.config import ExperimentConfig, fingerprint
 from hw.engine.experiment_data import Splits, load_splits, normalization, to_device
 from hw.engine.figures import FIGURES
+from hw.engine.metrics_log import MetricsLog
 from hw.engine.progress import Console
 from hw.engine.steps import device_count as count_devices
 
@@ -82,17 +83,6 @@ class Checkpoints(core.Hook):
     self.history.append(record)
     checkpoint.save(self.directory, state=state, epoch=epoch, history=self.history,
                     fingerprint=self.fingerprint)
-
-
-class MetricsLog(core.Hook):
-  """Appends each epoch's record as one JSON line to ``path`` (watch or plot a live run)."""
-
-  def __init__(self, path: pathlib.Path, **fields: Any):
-    self.path, self.fields = path, fields
-
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
-    with open(self.path, "a") as handle:
-      handle.write(json.dumps({**self.fields, **record}) + "\n")
 
 
 class _Callback(core.Hook):
