@@ -31,18 +31,19 @@ SETTINGS = {"default": "", "hugetlb": "glibc.malloc.hugetlb=1"}  # GLIBC_TUNABLE
 
 def _worker(model: str, epochs: int, images: int) -> dict:
   from experiments import catalog as registry
-  from hw.engine import loop as train
+  from hw.engine import loop
   from hw.engine.experiment_data import Split, to_device
   config = registry.get_config(model, "quick").replace(epochs=epochs)
   shape = (32, 32, 3) if config.dataset == "cifar10" else (28, 28, 1)
   rng = np.random.default_rng(0)
   x = rng.random((images + 500,) + shape, dtype=np.float32)
   y = rng.integers(0, 10, images + 500).astype(np.int32)
-  data = train.TrainingData(to_device(Split(x[:images], y[:images]), config.normalize, 1),
-                            to_device(Split(x[images:], y[images:]), config.normalize,
-                                      config.eval_batch_size))
+  data = loop.TrainingData(to_device(Split(x[:images], y[:images]), config.normalize, 1),
+                           to_device(Split(x[images:], y[images:]), config.normalize,
+                                     config.eval_batch_size))
   before = resource.getrusage(resource.RUSAGE_SELF)
-  _, history = train.train(config, data, num_classes=10)
+  programs = loop.programs_for(config, 10, images)
+  _, history = loop.train(config, data, programs=programs)
   after = resource.getrusage(resource.RUSAGE_SELF)
   return {"epoch_s": [record["seconds"] for record in history[1:]],
           "minor_faults": after.ru_minflt - before.ru_minflt,

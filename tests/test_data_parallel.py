@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from hw.engine import loop as train
+    from hw.engine import loop
     from hw.engine.config import ExperimentConfig
     from hw.engine.experiment_data import Split, to_device
 
@@ -28,8 +28,8 @@ SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     images = rng.random((240, 8, 8, 3), dtype=np.float32)
     labels = (images[:, :4].mean((1, 2, 3)) > images[:, 4:].mean((1, 2, 3))).astype(np.int32)
-    data = train.TrainingData(to_device(Split(images[:160], labels[:160]), None, 1),
-                              to_device(Split(images[160:], labels[160:]), None, 40))
+    data = loop.TrainingData(to_device(Split(images[:160], labels[:160]), None, 1),
+                             to_device(Split(images[160:], labels[160:]), None, 40))
     out = {}
     for model, kwargs, augment, per_batch in (
         ("cnn_bn", {"conv_blocks": ((4, 3), (8, 3)), "hidden_size": 16, "dropout_rate": 0.25,
@@ -42,8 +42,8 @@ SCRIPT = textwrap.dedent("""
                                 jit_per_batch=per_batch)
       runs = {}
       for devices in (1, 8):
-        state, history = train.train(config.replace(devices=devices), data, num_classes=2)
-        programs = train.PROGRAMS.get(config.replace(devices=devices), 2, 4)
+        programs = loop.programs_for(config.replace(devices=devices), 2, data.train.size)
+        state, history = loop.train(config.replace(devices=devices), data, programs=programs)
         leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.variables())]
         runs[devices] = (leaves, history, programs.device_count,
                          len(jax.tree_util.tree_leaves(state.params)[0].sharding.device_set))
@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent("""
                     "train1": [r["train_accuracy"] for r in h1],
                     "train8": [r["train_accuracy"] for r in h8]}
     try:
-      train.PROGRAMS.get(config.replace(devices=8, batch_size=44), 2, 3)
+      loop.programs_for(config.replace(devices=8, batch_size=44), 2, 132)
     except ValueError as error:
       out["error"] = str(error)
     print("RESULT" + json.dumps(out))

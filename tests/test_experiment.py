@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import report
-from hw.engine import checkpoint, experiment
-from hw.engine import loop as train
+from hw.engine import checkpoint, experiment, loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, Splits
 
@@ -155,7 +154,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(splits, 
   # The learning rate grows ×1e30 per epoch, so a few epochs in the weights overflow.
   config = _config(name="blowup", model="linear", model_kwargs={}, optimizer="sgd",
                    learning_rate=1.0, lr_decay=1e30, epochs=6)
-  with pytest.raises(train.TrainingDiverged) as caught:
+  with pytest.raises(loop.TrainingDiverged) as caught:
     experiment.train_and_evaluate(config, tmp_path, splits=splits, plot=False)
   message = str(caught.value)
   assert "'blowup'" in message and "grid point 0" in message

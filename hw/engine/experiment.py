@@ -23,13 +23,13 @@ import numpy as np
 import optax
 
 from hw.engine import checkpoint, distributed, files, randomness
-from hw.engine import loop as core
+from hw.engine import loop
 from hw.engine.config import ExperimentConfig, fingerprint
 from hw.engine.experiment_data import Splits, load_splits, normalization, to_device
 from hw.engine.figures import FIGURES
 from hw.engine.metrics_log import MetricsLog
 from hw.engine.progress import Console
-from hw.engine.steps import device_count as count_devices
+from hw.engine.steps import ProgramCache, Programs, TrainState, device_count
 
 
 def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
@@ -73,37 +73,35 @@ def select(points: Sequence[Mapping[str, Any]]) -> int | None:
   return min(usable, key=lambda i: (-points[i]["val_accuracy"], points[i]["val_loss"], i))
 
 
-class Checkpoints(core.Hook):
+class Checkpoints(loop.Hook):
   """Writes the state and history after every epoch (atomically; see :mod:`hw.engine.checkpoint`)."""
 
   def __init__(self, directory: pathlib.Path, point_fingerprint: str, history: list[dict]):
     self.directory, self.fingerprint, self.history = directory, point_fingerprint, history
 
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+  def on_epoch_end(self, epoch: int, state: TrainState, record: dict[str, Any]) -> None:
     self.history.append(record)
     checkpoint.save(self.directory, state=state, epoch=epoch, history=self.history,
                     fingerprint=self.fingerprint)
 
 
-class _Callback(core.Hook):
+class _Callback(loop.Hook):
   def __init__(self, index: int, callback):
     self.index, self.callback = index, callback
 
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+  def on_epoch_end(self, epoch: int, state: TrainState, record: dict[str, Any]) -> None:
     self.callback(self.index, epoch, record)
 
 
-def train_point(config: ExperimentConfig, data: core.TrainingData, num_classes: int,
+def train_point(config: ExperimentConfig, data: loop.TrainingData, programs: Programs,
                 directory: pathlib.Path, *, data_identity: str = "",
-                hooks: Sequence[core.Hook] = (),
-                log_name: str = "") -> tuple[core.TrainState, list[dict[str, Any]], core.Programs]:
-  """Train one configuration for ``config.epochs`` epochs, resuming from its checkpoint
-  in ``directory`` when it holds one of the same fingerprint; returns the final state, the
-  per-epoch history and the compiled programs."""
+                hooks: Sequence[loop.Hook] = (),
+                log_name: str = "") -> tuple[TrainState, list[dict[str, Any]]]:
+  """Train one configuration for ``config.epochs`` epochs with ``programs``, resuming from
+  its checkpoint in ``directory`` when it holds one of the same fingerprint; returns the
+  final state and the per-epoch history."""
   point_fingerprint = fingerprint(config, data_identity=data_identity)
-  steps = core.steps_per_epoch(config, data.train.size)
-  programs = core.PROGRAMS.get(config, num_classes, steps)
-  state = core.init_state(config, programs, data.train.images)
+  state = loop.init_state(config, programs, data.train.images)
   history: list[dict[str, Any]] = []
   restored = _restore(directory, jax.device_get(state), point_fingerprint)
   if restored is not None:
@@ -118,9 +116,9 @@ def train_point(config: ExperimentConfig, data: core.TrainingData, num_classes: 
             f"starting afresh")
   if distributed.is_writer():
     hooks = [Checkpoints(directory, point_fingerprint, list(history)), *hooks]
-  state, history = core.train(config, data, num_classes=num_classes, state=state,
-                              history=history, hooks=hooks)
-  return state, history, programs
+  state, history = loop.train(config, data, programs=programs, state=state, history=history,
+                              hooks=hooks)
+  return state, history
 
 
 def _restore(directory: pathlib.Path, target: Any, point_fingerprint: str):
@@ -137,8 +135,8 @@ def _restore(directory: pathlib.Path, target: Any, point_fingerprint: str):
 def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
                        splits: Splits | None = None, data_dir: str | os.PathLike | None = None,
                        binary_data: str | os.PathLike | None = None, on_epoch_end=None,
-                       hooks: Sequence[core.Hook] = (), console: Console = Console(),
-                       plot: bool = True) -> dict[str, Any]:
+                       hooks: Sequence[loop.Hook] = (), console: Console = Console(),
+                       plot: bool = True, compiled: ProgramCache | None = None) -> dict[str, Any]:
   """Run the grid, select on validation, evaluate the selected model once on test.
 
   Args:
@@ -152,6 +150,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     hooks: more training hooks, for every grid point.
     console: progress display.
     plot: write the learning-curve PNG.
+    compiled: the programs compiled so far, to reuse (default: a new cache for this call).
 
   Returns:
     The results dict that is written as JSON.
@@ -179,11 +178,12 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
   if distributed.process_count() > 1:  # the same run everywhere, or all stop here
     distributed.agree(
         f"{fingerprint(config, whole_experiment=True, data_identity=splits.identity)} "
-        f"{[count_devices(point_config(config, point)) for point in grid_points(config)]}",
+        f"{[device_count(point_config(config, point)) for point in grid_points(config)]}",
         f"the configuration, data or device count of {config.name!r}")
+  compiled = ProgramCache() if compiled is None else compiled
   pad = config.eval_batch_size
   normalize = normalization(config.normalize, splits.train)
-  data = core.TrainingData(to_device(splits.train, normalize, 1),
+  data = loop.TrainingData(to_device(splits.train, normalize, 1),
                            to_device(splits.validation, normalize, pad))
   grid, best_run, stepping, device_count = [], None, None, 1
   for index, point in enumerate(grid_points(config)):
@@ -200,10 +200,12 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
       point_hooks.append(_Callback(index, on_epoch_end))
     entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}
     try:
-      state, history, programs = train_point(run_config, data, splits.num_classes, directory,
+      programs = compiled.get(run_config, splits.num_classes,
+                              loop.steps_per_epoch(run_config, data.train.size))
+      state, history = train_point(run_config, data, programs, directory,
                                    data_identity=splits.identity, hooks=point_hooks,
                                    log_name=name)
-    except core.TrainingDiverged as error:
+    except loop.TrainingDiverged as error:
       kept = (f"the last good checkpoint (epoch {error.epoch - 1}) is kept in {directory}"
               if error.epoch > 1 else "no epoch completed, so there is no checkpoint")
       message = (f"experiment {config.name!r}, grid point {index} ({label}): {error}; {kept}. "
@@ -221,24 +223,24 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
                                                 "train_loss")},
                  "train_seconds": sum(r["seconds"] for r in history), "history": history})
     if index in config.also_test:  # reported beside the selected one, not used to select
-      _, grid[-1]["test_accuracy"], errors = core.evaluate_with_top_k(
+      _, grid[-1]["test_accuracy"], errors = loop.evaluate_with_top_k(
           state, programs, to_device(splits.test, normalize, pad))
       grid[-1].update(errors)
     if select(grid) == index:
       best_run = (state, programs)  # keep only the current best model in memory
   best = select(grid)
   if best is None:
-    raise core.TrainingDiverged("; ".join(point["message"] for point in grid),
+    raise loop.TrainingDiverged("; ".join(point["message"] for point in grid),
                                 epoch=grid[-1]["epochs"] + 1)
   state, programs = best_run
-  test_loss, test_accuracy, errors = core.evaluate_with_top_k(
+  test_loss, test_accuracy, errors = loop.evaluate_with_top_k(
       state, programs, to_device(splits.test, normalize, pad))
   results = results_record(config, splits, grid, best, test_loss, test_accuracy,
                            wall=time.perf_counter() - began, stepping=stepping,
                            device_count=device_count)
   results.update(errors)
   if config.repeat_seeds:
-    results["seeds"] = _repeat(config, workdir, splits, results, console)
+    results["seeds"] = _repeat(config, workdir, splits, results, console, compiled)
   if plot:
     results["figures"] = [f"{config.name}.png"]
     for figure in config.figures:
@@ -255,7 +257,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
 
 
 def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,
-            results: Mapping[str, Any], console: Console) -> dict[str, Any]:
+            results: Mapping[str, Any], console: Console,
+            compiled: ProgramCache) -> dict[str, Any]:
   """The whole experiment (grid, selection, test) again for each of ``config.repeat_seeds``;
   the test accuracy of every seed and their mean, standard deviation and range."""
   seeds, accuracies = [config.seed], [results["test_accuracy"]]
@@ -264,7 +267,7 @@ def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,
       continue
     again = train_and_evaluate(config.replace(seed=seed, repeat_seeds=()),
                                workdir / "seeds" / f"seed{seed}", splits=splits,
-                               console=console, plot=False)
+                               console=console, plot=False, compiled=compiled)
     seeds.append(seed)
     accuracies.append(again["test_accuracy"])
   return {"seeds": seeds, "test_accuracy": accuracies, "mean": float(np.mean(accuracies)),

@@ -1,9 +1,11 @@
 """The compiled programs of training: the train step, a scan over chunks of steps and the
-evaluation, jitted once per compile key and kept in one bounded cache.
+evaluation, jitted together by :func:`compile_programs` into one :class:`Programs` that the
+caller passes on (to :func:`hw.engine.loop.train`, ``init_state``, ``evaluate``).
 
-The programs depend only on :func:`hw.engine.config.compile_key` of the config (the learning rate
-is a traced optimiser hyper-parameter), so epochs and grid points of the same shape reuse
-them. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
+The programs depend only on their :class:`ProgramKey` (:func:`hw.engine.config.compile_key` of
+the config, the classes, the steps per epoch, the backend and the devices; the learning rate is
+a traced optimiser hyper-parameter), so epochs and grid points of the same shape reuse them: a
+:class:`ProgramCache` (one per experiment, no global one) hands out the programs of a key. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
 mini-batch; :func:`per_batch_stepping` picks per backend and model (XLA:CPU runs
 convolutions several times slower inside a while loop, see ``docs/results/bench.md``).
 Both compute the same steps up to float rounding.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -38,9 +40,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hw import metrics
-from hw.engine import augmentations, distributed, randomness
-from hw.engine import objectives as losses
-from hw.engine import update_rules as optimizers
+from hw.engine import augmentations, distributed, objectives, randomness, update_rules
 from hw.engine.config import ExperimentConfig, compile_key
 from hw.nn import models
 
@@ -111,9 +111,25 @@ def make_mesh(config: ExperimentConfig) -> Mesh | None:
   return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 
+class ProgramKey(NamedTuple):
+  """What a set of programs is compiled for; programs of equal keys are interchangeable."""
+  compile_key: str          # hw.engine.config.compile_key of the config
+  jit_per_batch: bool | None
+  num_classes: int
+  steps_per_epoch: int      # the optimiser's schedule counts steps
+  backend: str
+  device_count: int
+
+  @classmethod
+  def of(cls, config: ExperimentConfig, num_classes: int, steps_per_epoch: int) -> "ProgramKey":
+    return cls(compile_key(config), config.jit_per_batch, num_classes, steps_per_epoch,
+               jax.default_backend(), device_count(config))
+
+
 @dataclasses.dataclass
 class Programs:
-  """The jitted functions of one compile key, and how often each was traced."""
+  """The jitted functions of one :class:`ProgramKey`, and how often each was traced."""
+  key: ProgramKey
   model: Any
   init: Callable
   step: Callable      # (state, images, labels, index (B,), key data) -> (state, loss, correct)
@@ -156,11 +172,13 @@ class Programs:
             distributed.global_replicated(self.replicated, keys))
 
 
-def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
-  loss = losses.LOSSES[config.loss]
+def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
+  """The programs that train ``config`` on ``num_classes`` classes, ``steps`` mini-batches per
+  epoch (jitted lazily: each compiles at its first call)."""
+  loss = objectives.LOSSES[config.loss]
   model = models.create_model(config.model, num_outputs=loss.num_outputs(num_classes),
                               weight_scale=config.weight_scale, **config.model_kwargs)
-  tx = optimizers.make_optimizer(config, steps)
+  tx = update_rules.make_optimizer(config, steps)
   augment = augmentations.AUGMENTATIONS[config.augment] if config.augment else None
   traces: collections.Counter = collections.Counter()
   mesh = make_mesh(config)
@@ -200,9 +218,9 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
 
   def chunk(state, images, labels, batch_index, keys):
     traces["chunk"] += 1
-    state, (losses_, correct) = jax.lax.scan(functools.partial(step, images, labels), state,
-                                             (batch_index, keys))
-    return state, losses_, correct
+    state, (losses, correct) = jax.lax.scan(functools.partial(step, images, labels), state,
+                                            (batch_index, keys))
+    return state, losses, correct
 
   def single_step(state, images, labels, index, key):
     traces["step"] += 1
@@ -238,32 +256,29 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
     chunk = jit(chunk, donate_argnums=(0,), batch_args=(None, None, None, 1, None))
     single_step = jit(single_step, donate_argnums=(0,), batch_args=(None, None, None, 0, None))
     evaluate = jit(evaluate, batch_args=(None, None, None, None))
-  return Programs(model=model, init=jax.jit(functools.partial(model.init, train=False)),
+  return Programs(key=ProgramKey.of(config, num_classes, steps), model=model, init=jax.jit(functools.partial(model.init, train=False)),
                   step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
                   per_batch=per_batch_stepping(config, model, jax.default_backend()),
                   mesh=mesh)
 
 
 class ProgramCache:
-  """The compile cache: at most ``size`` program sets, least recently used dropped first."""
+  """The programs of up to ``size`` keys, least recently used dropped first: one per
+  experiment, so that its grid points and seeds compile each shape once."""
 
   def __init__(self, size: int = 8):
     self.size = size
-    self._programs: collections.OrderedDict[tuple, Programs] = collections.OrderedDict()
+    self._programs: collections.OrderedDict[ProgramKey, Programs] = collections.OrderedDict()
 
   def get(self, config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
-    key = (compile_key(config), config.jit_per_batch, num_classes, steps, jax.default_backend(),
-           device_count(config))
+    key = ProgramKey.of(config, num_classes, steps)
     if key in self._programs:
       self._programs.move_to_end(key)
     else:
-      self._programs[key] = _build_programs(config, num_classes, steps)
+      self._programs[key] = compile_programs(config, num_classes, steps)
       while len(self._programs) > self.size:
         self._programs.popitem(last=False)
     return self._programs[key]
 
-  def clear(self) -> None:
-    self._programs.clear()
-
-
-PROGRAMS = ProgramCache()
+  def __len__(self) -> int:
+    return len(self._programs)
