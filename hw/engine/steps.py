@@ -18,12 +18,12 @@ gradients and the batch-norm statistics are those of the whole batch (XLA insert
 all-reduces); only the order of the float sums differs from one device. With one device no
 mesh is made and the programs are exactly the single-device ones.
 
-Several processes (:mod:`hw.engine.distributed`): the mesh holds ``config.devices`` devices of
-every process; the replicated arrays are global arrays made from each process's identical
-copy, and :meth:`Programs.feed` builds each step's global index array from this process's
-share of it (``jax.make_array_from_process_local_data``), so each process's devices gather
-only their part of the batch. With one process :meth:`Programs.feed` and
-:meth:`Programs.place` do exactly what they did before.
+Several processes: the mesh holds ``config.devices`` devices of every process; the replicated
+arrays are global arrays made from each process's identical copy, and :meth:`Programs.feed`
+builds each step's global index array from this process's share of it, so each process's
+devices gather only their part of the batch. All of that is :class:`hw.engine.runtime.Runtime`'s
+job; with one process :meth:`Programs.feed` and :meth:`Programs.place` place arrays as plain
+single-process JAX does.
 """
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from hw import metrics
-from hw.engine import augmentations, distributed, objectives, randomness, update_rules
+from hw.engine import augmentations, objectives, randomness, update_rules
 from hw.engine.config import ExperimentConfig, compile_key
+from hw.engine.runtime import Runtime
 from hw.nn import models
 
 CHUNK_STEPS = 100  # mini-batches per jitted scan call
@@ -68,7 +69,7 @@ def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bo
 
 def device_count(config: ExperimentConfig) -> int:
   """How many devices ``config`` trains on: ``config.devices`` local devices (None: all of
-  them) in each process, times the number of processes (see :mod:`hw.engine.distributed`).
+  them) in each process, times the number of processes (:class:`hw.engine.runtime.Runtime`).
 
   Raises:
     ValueError: more devices than there are, or a batch that does not split evenly.
@@ -78,7 +79,7 @@ def device_count(config: ExperimentConfig) -> int:
   if local > available:
     raise ValueError(f"devices={local} in {config.name!r}, but this process has only "
                      f"{available} local {jax.default_backend()} device(s)")
-  processes = jax.process_count()
+  processes = Runtime.current().process_count
   count = local * processes
   over = f"{count} devices" if processes == 1 else f"{count} devices ({processes} processes)"
   for field in ("batch_size", "eval_batch_size"):
@@ -101,14 +102,8 @@ def make_mesh(config: ExperimentConfig) -> Mesh | None:
   count = device_count(config)
   if count == 1:
     return None
-  if jax.process_count() == 1:
-    return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
-  local = count // jax.process_count()
-  devices = []
-  for process in range(jax.process_count()):
-    mine = sorted((d for d in jax.devices() if d.process_index == process), key=lambda d: d.id)
-    devices += mine[:local]
-  return Mesh(np.asarray(devices), (BATCH_AXIS,))
+  runtime = Runtime.current()
+  return Mesh(np.asarray(runtime.mesh_devices(count // runtime.process_count)), (BATCH_AXIS,))
 
 
 class ProgramKey(NamedTuple):
@@ -138,6 +133,7 @@ class Programs:
   per_batch: bool
   traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   mesh: Mesh | None = None  # the data-parallel mesh; None on one device
+  runtime: Runtime = dataclasses.field(default_factory=Runtime.current)
 
   @property
   def device_count(self) -> int:
@@ -147,29 +143,20 @@ class Programs:
   def replicated(self) -> NamedSharding | None:
     return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
 
-  @property
-  def multiprocess(self) -> bool:
-    return self.mesh is not None and jax.process_count() > 1
-
   def place(self, tree: Any) -> Any:
-    """``tree`` replicated over the mesh (unchanged on one device). With several processes:
-    global arrays made from each process's (identical) copy."""
+    """``tree`` replicated over the mesh (unchanged on one device; see
+    :meth:`hw.engine.runtime.Runtime.replicate`)."""
     if self.mesh is None:
       return tree
-    if self.multiprocess:
-      return jax.tree_util.tree_map(
-          functools.partial(distributed.global_replicated, self.replicated), tree)
-    return jax.device_put(tree, self.replicated)
+    return self.runtime.replicate(self.replicated, tree)
 
   def feed(self, index: np.ndarray, keys: np.ndarray) -> tuple[Any, Any]:
-    """A step's (or chunk's) batch indices and keys as the programs take them: as they are
-    in one process; with several, global arrays built from this process's share of the
-    indices (their last axis is the batch) and the replicated keys."""
-    if not self.multiprocess:
+    """A step's (or chunk's) batch indices (their last axis is the batch) and keys as the
+    programs take them (:meth:`hw.engine.runtime.Runtime.step_inputs`)."""
+    if self.mesh is None:
       return index, keys
     along = NamedSharding(self.mesh, PartitionSpec(*([None] * (index.ndim - 1) + [BATCH_AXIS])))
-    return (distributed.global_batch(along, index, index.ndim - 1),
-            distributed.global_replicated(self.replicated, keys))
+    return self.runtime.step_inputs(along, self.replicated, index, keys)
 
 
 def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
@@ -256,8 +243,8 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
     chunk = jit(chunk, donate_argnums=(0,), batch_args=(None, None, None, 1, None))
     single_step = jit(single_step, donate_argnums=(0,), batch_args=(None, None, None, 0, None))
     evaluate = jit(evaluate, batch_args=(None, None, None, None))
-  return Programs(key=ProgramKey.of(config, num_classes, steps), model=model, init=jax.jit(functools.partial(model.init, train=False)),
-                  step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
+  return Programs(key=ProgramKey.of(config, num_classes, steps), model=model,
+                  init=jax.jit(functools.partial(model.init, train=False)), step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
                   per_batch=per_batch_stepping(config, model, jax.default_backend()),
                   mesh=mesh)
 
