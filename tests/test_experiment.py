@@ -14,6 +14,9 @@ from experiments import report
 from hw.engine import checkpoint, experiment, loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, Splits
+from hw.engine.results import SCHEMA_VERSION, Results
+
+PUBLISHED = pathlib.Path(__file__).resolve().parents[1] / "docs" / "results" / "q4_3.json"
 
 
 def _images(count: int, seed: int) -> Split:
@@ -72,10 +75,31 @@ def test_mlp_learns_and_writes_json_and_png(splits, tmp_path):
   lines = [json.loads(line) for line in (tmp_path / "tiny.metrics.jsonl").read_text().splitlines()]
   assert [(line["point"], line["epoch"]) for line in lines] == [(0, 1), (0, 2), (0, 3)]
   assert lines[-1]["val_accuracy"] == saved["grid"][0]["val_accuracy"]
+  assert saved == json.loads(json.dumps(results.to_json())) and saved["schema_version"] == 1
   identity = saved["data"].pop("identity")
   assert saved["data"] == {"source": "in-memory arrays", "stand_in": False, "num_classes": 5,
                            "train": 300, "validation": 100, "test": 100}
   assert identity.startswith("sha256:") and identity == splits.identity
+  assert isinstance(results, Results) and results.schema_version == SCHEMA_VERSION
+  assert results.grid[0].history == saved["grid"][0]["history"]
+
+
+def _layout(results) -> dict:
+  point = results["grid"][0]
+  return {"record": list(results), "data": list(results["data"]),
+          "selected": list(results["selected"]), "platform": list(results["platform"]),
+          "point": list(point), "epoch": list(point["history"][0])}
+
+
+def test_the_written_record_keeps_the_published_layout_plus_its_schema_version(splits, tmp_path):
+  """Every field of a results file written before the typed record (Q4.3: a grid, five or
+  more classes, figures), in the same order, after ``schema_version``."""
+  published = _layout(json.loads(PUBLISHED.read_text()))
+  config = _config(epochs=1, grid={"learning_rate": [0.05]}, model="linear", model_kwargs={},
+                   figures=("class_templates",))
+  experiment.train_and_evaluate(config, tmp_path, splits=splits)
+  written = _layout(json.loads((tmp_path / "tiny.json").read_text()))
+  assert written == {**published, "record": ["schema_version", *published["record"]]}
 
 
 def test_cnn_with_batch_norm_and_dropout_trains(splits, tmp_path):

@@ -17,6 +17,7 @@ from hw import metrics, plotting
 from hw.engine import loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, to_device
+from hw.engine.results import plain
 from hw.engine.steps import Programs, TrainState
 
 NUM_CLASSES = 10
@@ -116,7 +117,6 @@ def train_model(config: ExperimentConfig, train: Split, validation: Split, *,
 
 def plain_config(config: ExperimentConfig) -> dict[str, Any]:
   """The config as JSON-ready values (tuples become lists)."""
-  from hw.engine.experiment import plain
   return plain(config.to_dict())
 
 

@@ -8,10 +8,12 @@ augmentations and figures are looked up by name in registries; adding one is one
 ``register`` call.
 
 Modules: ``config`` (the experiment config and its fingerprints), ``steps`` (train state and
-the compiled programs), ``loop`` (epochs, evaluation, hooks), ``experiment`` (grid, selection,
-test, results), ``checkpoint``, ``experiment_data`` (the arrays of one experiment),
-``randomness``, ``distributed`` (several processes), ``progress``, ``files``, and the
-registries ``objectives``, ``update_rules``, ``augmentations``, ``figures``.
+the compiled programs), ``loop`` (epochs, evaluation, hooks), ``experiment`` (the steps of one
+experiment: data, grid, selection, test, writing), ``grid`` (training the grid points),
+``results`` (the typed results record), ``checkpoint``, ``metrics_log``, ``experiment_data``
+(the arrays of one experiment), ``randomness``, ``runtime`` (this process among several),
+``distributed`` (setting several processes up, and their collectives), ``progress``, ``files``,
+and the registries ``objectives``, ``update_rules``, ``augmentations``, ``figures``.
 """
 from hw.engine.augmentations import AUGMENTATIONS
 from hw.engine.config import ExperimentConfig, fingerprint
@@ -21,10 +23,13 @@ from hw.engine.figures import FIGURES
 from hw.engine.loop import (Hook, TrainingData, TrainingDiverged, evaluate, init_state,
                             programs_for, train)
 from hw.engine.objectives import LOSSES
+from hw.engine.results import Results
+from hw.engine.runtime import Runtime
 from hw.engine.steps import ProgramCache, Programs, TrainState
 from hw.engine.update_rules import OPTIMIZERS, SCHEDULES
 
 __all__ = ["AUGMENTATIONS", "ExperimentConfig", "FIGURES", "Hook", "LOSSES", "OPTIMIZERS",
-           "ProgramCache", "Programs", "SCHEDULES", "Split", "Splits", "TrainState",
-           "TrainingData", "TrainingDiverged", "evaluate", "fingerprint", "grid_points",
-           "init_state", "load_splits", "programs_for", "train", "train_and_evaluate"]
+           "ProgramCache", "Programs", "Results", "Runtime", "SCHEDULES", "Split", "Splits",
+           "TrainState", "TrainingData", "TrainingDiverged", "evaluate", "fingerprint",
+           "grid_points", "init_state", "load_splits", "programs_for", "train",
+           "train_and_evaluate"]
