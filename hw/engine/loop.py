@@ -22,8 +22,9 @@ from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import DeviceSplit
 from hw.engine.steps import CHUNK_STEPS, ProgramKey, Programs, TrainState, compile_programs
 
-__all__ = ["Hook", "TrainingData", "TrainingDiverged", "evaluate", "evaluate_with_top_k",
-           "init_state", "programs_for", "steps_per_epoch", "train", "train_epoch"]
+__all__ = ["Hook", "TrainingData", "TrainingDiverged", "check_programs", "evaluate",
+           "evaluate_with_top_k", "init_state", "programs_for", "steps_per_epoch", "train",
+           "train_epoch"]
 
 
 class TrainingDiverged(RuntimeError):

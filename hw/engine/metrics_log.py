@@ -5,15 +5,15 @@ import json
 import pathlib
 from typing import Any
 
-from hw.engine import loop as core
+from hw.engine import loop
 
 
-class MetricsLog(core.Hook):
+class MetricsLog(loop.Hook):
   """Appends each epoch's record as one JSON line to ``path`` (watch or plot a live run)."""
 
   def __init__(self, path: pathlib.Path, **fields: Any):
     self.path, self.fields = path, fields
 
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+  def on_epoch_end(self, epoch: int, state: loop.TrainState, record: dict[str, Any]) -> None:
     with open(self.path, "a") as handle:
       handle.write(json.dumps({**self.fields, **record}) + "\n")
