@@ -8,12 +8,13 @@ For code written against the dict, a :class:`Results` can also be read like one
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import json
 import os
 import pathlib
 import platform
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import flax
 import jax
@@ -143,7 +144,7 @@ class SeedSpread:
 
 
 @dataclasses.dataclass
-class Results(Mapping[str, Any]):
+class Results(collections.abc.Mapping):
   """What one experiment found: the grid, the selected point and its one test evaluation."""
   schema_version: int
   name: str
