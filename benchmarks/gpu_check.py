@@ -152,7 +152,8 @@ def _train(config, splits: Splits, *, deadline: float, target: float | None = No
   watch = _Watch(began, deadline, target)
   why = "all epochs ran"
   try:
-    loop.train(config, data, num_classes=splits.num_classes, hooks=[watch])
+    programs = loop.programs_for(config, splits.num_classes, data.train.size)
+    loop.train(config, data, programs=programs, hooks=[watch])
   except _Stop as stop:
     why = stop.why
   return {"epochs": watch.epochs, "stopped": why, "wall_s": time.perf_counter() - began,

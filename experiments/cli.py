@@ -117,8 +117,7 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
   from experiments import console
   from experiments.studies.base import Study
   from hw import data
-  from hw.engine import distributed, experiment, files, progress, steps
-  from hw.engine import loop as train
+  from hw.engine import distributed, experiment, files, loop, progress, steps
   from hw.engine.experiment_data import load_splits
   parser = argparse.ArgumentParser(
       prog="hw train", description=COMMANDS["train"] + ". The results (JSON, learning "
@@ -194,7 +193,7 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
         failure = error
       distributed.together(failure, f"loading the data of {config.name!r}")
       for point in experiment.grid_points(config):  # a batch larger than the training split
-        train.steps_per_epoch(experiment.point_config(config, point), len(splits.train.labels))
+        loop.steps_per_epoch(experiment.point_config(config, point), len(splits.train.labels))
     except distributed.ProcessesDisagree as error:
       console.fail(f"hw train: {config.name} failed", str(error))
       return 1
@@ -208,15 +207,16 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
     try:
       results = experiment.train_and_evaluate(config, args.results_dir, splits=splits,
                                               console=progress.Console.for_process())
-      if writer:
-        results["origin"] = "hw train"
-        results["command_line"] = {
+      if writer:  # the engine's record, marked as an ad-hoc run with its command line
+        command_line = {
             "experiment": reference.name, "profile": args.profile, "set": list(args.set),
             "seed": args.seed, "devices": args.devices, "grid_axes_replaced": replaced,
             "changes_training": changed, "reference_target": reference.target,
             **({"target_note": target_note} if target_note else {})}
-        experiment.write_json(pathlib.Path(args.results_dir) / f"{config.name}.json", results)
-    except (train.TrainingDiverged, distributed.ProcessesDisagree) as error:
+        experiment.write_json(pathlib.Path(args.results_dir) / f"{config.name}.json",
+                              {**results.to_json(), "origin": "hw train",
+                               "command_line": command_line})
+    except (loop.TrainingDiverged, distributed.ProcessesDisagree) as error:
       console.fail(f"hw train: {config.name} failed", str(error))
       return 1
     except (ValueError, TypeError) as error:  # a config the data or model cannot take
@@ -251,18 +251,16 @@ def train_command(argv: Sequence[str], catalog: Any) -> int:
 
 def list_command(argv: Sequence[str], catalog: Any) -> int:
   """``hw list [--json]``: every registered name with one line about it."""
-  from hw.engine import augmentations
-  from hw.engine import objectives as losses
-  from hw.engine import update_rules as optimizers
+  from hw.engine import augmentations, objectives, update_rules
   from hw.nn import models
   parser = argparse.ArgumentParser(prog="hw list", description=COMMANDS["list"])
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args(argv)
   sections = {"experiments": {name: catalog.get_config(name, "quick").title
                               for name in catalog.EXPERIMENTS}}
-  for title, registry in (("models", models.MODELS), ("losses", losses.LOSSES),
-                          ("optimizers", optimizers.OPTIMIZERS),
-                          ("lr_schedules", optimizers.SCHEDULES),
+  for title, registry in (("models", models.MODELS), ("losses", objectives.LOSSES),
+                          ("optimizers", update_rules.OPTIMIZERS),
+                          ("lr_schedules", update_rules.SCHEDULES),
                           ("augmentations", augmentations.AUGMENTATIONS)):
     sections[title] = {name: registry.summary(name) for name in registry}
   if args.json:

@@ -1,4 +1,5 @@
-"""Learning-curve plots and results/REPORT.md, built from the experiments' results JSON."""
+"""results/REPORT.md and the README's table, built from the experiments' results JSON (the
+learning curves are :func:`hw.engine.figures.plot_learning_curves`)."""
 from __future__ import annotations
 
 import datetime
@@ -7,43 +8,7 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
-from hw import plotting
 from hw.engine import files
-
-
-def plot_learning_curves(results: Mapping[str, Any], path: str | os.PathLike) -> pathlib.Path:
-  """Draw :func:`learning_curves_figure` into the PNG ``path``."""
-  return plotting.save(learning_curves_figure(results), path, dpi=100)
-
-
-def learning_curves_figure(results: Mapping[str, Any]):
-  """Two panels: accuracy and loss per epoch. The selected grid point's train and
-  validation curves are drawn bold; every other point's validation accuracy thin. The
-  legends sit under the panels."""
-  plt = plotting.pyplot()
-  selected = results["selected"]["index"]
-  fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
-  for point in results["grid"]:
-    epochs = [r["epoch"] for r in point["history"]]
-    if point["index"] == selected or not epochs:
-      continue
-    acc_ax.plot(epochs, [r["val_accuracy"] for r in point["history"]], lw=0.8, alpha=0.6,
-                label=f"val: {point['label']}")
-  best = results["grid"][selected]
-  epochs = [r["epoch"] for r in best["history"]]
-  for key, style in (("train", "--"), ("val", "-")):
-    acc_ax.plot(epochs, [r[f"{key}_accuracy"] for r in best["history"]], style, lw=2, color="k",
-                label=f"{key} (selected: {best['label']})")
-    loss_ax.plot(epochs, [r[f"{key}_loss"] for r in best["history"]], style, lw=2, color="k",
-                 label=f"{key} (selected)")
-  acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-  loss_ax.set(xlabel="epoch", ylabel="loss", title="loss (selected point)")
-  for ax in (acc_ax, loss_ax):
-    ax.grid(alpha=0.3)
-    plotting.legend_below(ax, columns=1, fontsize=7)   # under the panel, off the curves
-  fig.suptitle(f"{results['title']} — test accuracy {results['test_accuracy']:.4f}", fontsize=10)
-  fig.tight_layout()
-  return fig
 
 
 def _percent(value: float | None) -> str:

@@ -36,10 +36,11 @@ from typing import Any, Callable, Protocol, Sequence
 from experiments import console
 from experiments.studies import base as study_module
 from experiments.studies.base import Study
-from hw.engine import distributed, files
+from hw.engine import distributed, figures, files
 from hw.engine.config import ExperimentConfig, fingerprint
 from hw.engine.experiment_data import load_splits
 from hw.engine.progress import Console
+from hw.engine.runtime import Runtime
 
 STATE_FILE = "reproduce_state.json"
 
@@ -176,19 +177,15 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   Data that cannot be had (no local copy, offline) skips the experiment, unless the user
   ``named`` it (``--only``); missing, corrupt or malformed files are a failure.
   """
-  from experiments import report
   from hw import data
-  from hw.engine import experiment
-  from hw.engine import loop as train
+  from hw.engine import experiment, loop
   record: dict[str, Any] = {"title": config.title, "reported": list(config.reported),
                             "target": config.target, "profile": config.profile}
-  try:
-    failure = None
-    try:
-      splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
-    except data.DataError as error:  # several processes: all stop if one cannot load it
-      failure = error
-    distributed.together(failure, f"loading the data of {config.name!r}")
+  runtime = Runtime.current()
+  try:  # several processes: all stop if one cannot load the data
+    splits = runtime.together(
+        lambda: load_splits(config, data_dir=data_dir, binary_data=binary_data),
+        f"loading the data of {config.name!r}")
   except distributed.ProcessesDisagree as error:
     print(f"[reproduce] {config.name}: FAILED: {error}", file=sys.stderr)
     return {**record, "status": "failed", "message": str(error)}
@@ -198,13 +195,13 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
       return {**record, "status": "skipped", "message": f"data unavailable: {error}"}
     print(f"[reproduce] {config.name}: FAILED, unusable data: {error}", file=sys.stderr)
     return {**record, "status": "failed", "message": f"unusable data: {error}"}
-  writer = distributed.is_writer()  # several processes: process 0 reads and writes files
+  writer = runtime.writer  # several processes: process 0 reads and writes files
   if force:
     if writer:
       shutil.rmtree(results_dir / "checkpoints" / config.name, ignore_errors=True)
-  elif distributed.broadcast_json(writer and _finished(results_dir, config, splits)):
+  elif runtime.json_from_writer(lambda: _finished(results_dir, config, splits)):
     path = results_dir / f"{config.name}.json"
-    results = distributed.broadcast_json(json.loads(path.read_text()) if writer else None)
+    results = runtime.json_from_writer(lambda: json.loads(path.read_text()))
     # Descriptive fields (title, reported numbers, target) may change without retraining.
     current = {"title": config.title, "reported": list(config.reported), "target": config.target,
                "meets_target": None if config.target is None or results["data"]["stand_in"]
@@ -215,7 +212,7 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
         experiment.write_json(path, results)
     png = results_dir / f"{config.name}.png"
     if writer and not png.exists():
-      report.plot_learning_curves(results, png)
+      figures.plot_learning_curves(results, png)
     print(f"[reproduce] {config.name}: already complete in {results_dir} (use --force to retrain)")
     status = "short of target" if results["meets_target"] is False else "complete"
     return {**record, "status": status, "message": "finished earlier; not retrained",
@@ -224,7 +221,7 @@ def run_experiment(config, results_dir: pathlib.Path, *, data_dir: str | None,
   began = time.perf_counter()
   try:
     results = experiment.train_and_evaluate(config, results_dir, splits=splits, console=console)
-  except train.TrainingDiverged as error:
+  except loop.TrainingDiverged as error:
     print(f"[reproduce] {error}", file=sys.stderr)
     return {**record, "status": "diverged", "message": str(error)}
   except Exception as error:  # a crash fails this experiment, not the whole run

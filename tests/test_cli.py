@@ -56,6 +56,22 @@ def test_train_runs_one_experiment_with_overrides(tmp_path, capsys):
   assert "q2_3: test accuracy" in capsys.readouterr().out
 
 
+def test_no_library_module_imports_the_application_even_lazily():
+  """No import statement anywhere in ``hw`` (functions included) names ``experiments`` or
+  ``benchmarks``."""
+  import ast
+  import pathlib
+  root = pathlib.Path(__file__).resolve().parents[1] / "hw"
+  found = []
+  for path in sorted(root.rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+      found += [f"{path.relative_to(root.parent)}:{node.lineno} {name}" for name in names
+                if name.split(".")[0] in ("experiments", "benchmarks")]
+  assert found == []
+
+
 def test_the_library_never_imports_the_application():
   """Every module of ``hw`` imports without ``experiments`` (the application) loading."""
   code = ("import importlib, pkgutil, sys, hw\n"

@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from hw.engine import loop as train
+    from hw.engine import loop
     from hw.engine.config import ExperimentConfig
     from hw.engine.experiment_data import Split, to_device
 
@@ -29,8 +29,8 @@ SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     images = rng.random((240, 8, 8, 3), dtype=np.float32)
     labels = (images[:, :4].mean((1, 2, 3)) > images[:, 4:].mean((1, 2, 3))).astype(np.int32)
-    data = train.TrainingData(to_device(Split(images[:160], labels[:160]), None, 1),
-                              to_device(Split(images[160:], labels[160:]), None, 40))
+    data = loop.TrainingData(to_device(Split(images[:160], labels[:160]), None, 1),
+                             to_device(Split(images[160:], labels[160:]), None, 40))
     out = {}
     for model, kwargs, augment, per_batch in (
         ("cnn_bn", {"conv_blocks": ((4, 3), (8, 3)), "hidden_size": 16, "dropout_rate": 0.25,
@@ -43,8 +43,8 @@ SCRIPT = textwrap.dedent("""
                                 jit_per_batch=per_batch)
       runs = {}
       for devices in (1, 8):
-        state, history = train.train(config.replace(devices=devices), data, num_classes=2)
-        programs = train.PROGRAMS.get(config.replace(devices=devices), 2, 4)
+        programs = loop.programs_for(config.replace(devices=devices), 2, data.train.size)
+        state, history = loop.train(config.replace(devices=devices), data, programs=programs)
         leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state.variables())]
         runs[devices] = (leaves, history, programs.device_count,
                          len(jax.tree_util.tree_leaves(state.params)[0].sharding.device_set))
@@ -57,7 +57,7 @@ SCRIPT = textwrap.dedent("""
                     "train1": [r["train_accuracy"] for r in h1],
                     "train8": [r["train_accuracy"] for r in h8]}
     try:
-      train.PROGRAMS.get(config.replace(devices=8, batch_size=44), 2, 3)
+      loop.programs_for(config.replace(devices=8, batch_size=44), 2, 132)
     except ValueError as error:
       out["error"] = str(error)
     print("RESULT" + json.dumps(out))
@@ -97,7 +97,7 @@ def test_devices_must_be_a_positive_integer():
 CONV_NET_SCRIPT = textwrap.dedent("""
     import json
     import jax, numpy as np
-    from hw.engine import loop as train
+    from hw.engine import loop
     from hw.engine.config import ExperimentConfig
     from hw.engine.experiment_data import Split, to_device
 
@@ -105,7 +105,7 @@ CONV_NET_SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(1)
     images = rng.random((1152, 28, 28, 1), dtype=np.float32)
     labels = (images[:, 8:20, 8:20].mean((1, 2, 3)) * 20 % 10).astype(np.int32)
-    data = train.TrainingData(to_device(Split(images[:960], labels[:960]), None, 1),
+    data = loop.TrainingData(to_device(Split(images[:960], labels[:960]), None, 1),
                               to_device(Split(images[960:], labels[960:]), None, 96))
     # Q5.4's network and batch: conv-BN-ReLU-pool-dropout x2, fc-BN-ReLU-dropout-fc,
     # one jitted step per batch of 96 (12 per device), 20 steps; SGD with momentum, whose
@@ -117,16 +117,19 @@ CONV_NET_SCRIPT = textwrap.dedent("""
                       "dropout_rate": 0.1, "padding": "VALID"},
         optimizer="momentum", learning_rate=0.05, lr_schedule="cosine", batch_size=96,
         eval_batch_size=96, epochs=2, weight_scale=None, augment="shift")
-    runs = {}
+    runs, per_batch = {}, {}
     for devices in (1, 8):
-      state, history = train.train(config.replace(devices=devices), data, num_classes=10)
+      run_config = config.replace(devices=devices)
+      programs = loop.programs_for(run_config, 10, data.train.size)
+      per_batch[devices] = programs.per_batch
+      state, history = loop.train(run_config, data, programs=programs)
       runs[devices] = ([np.asarray(x) for x in jax.tree_util.tree_leaves(state.variables())],
                        history)
     (one, h1), (eight, h8) = runs[1], runs[8]
     rel = max(float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a))), 1e-12))
               for a, b in zip(one, eight))
     print("RESULT" + json.dumps({
-        "max_rel": rel, "per_batch": train.PROGRAMS.get(config.replace(devices=8), 10, 10).per_batch,
+        "max_rel": rel, "per_batch": per_batch[8],
         "val1": [r["val_accuracy"] for r in h1], "val8": [r["val_accuracy"] for r in h8],
         "loss1": [r["train_loss"] for r in h1], "loss8": [r["train_loss"] for r in h8]}))
 """)

@@ -17,6 +17,7 @@ import pytest
 from flax import serialization
 
 from hw.engine import distributed
+from hw.engine.runtime import Runtime
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -258,3 +259,16 @@ def test_bad_settings_exit_2_before_any_training(command, tmp_path, capsys, monk
   assert app.main(argv) == 2
   assert "--coordinator 'localhost:70000'" in capsys.readouterr().err
   assert list(tmp_path.iterdir()) == []
+
+
+def test_one_process_runtime_is_the_plain_one_process_step():
+  runtime = Runtime()
+  assert runtime.writer and not runtime.several and not Runtime(1, 2).writer
+  with pytest.raises(KeyError, match="missing"):  # its own error, as it is
+    runtime.together(lambda: {}["missing"], "loading the data")
+  assert runtime.together(lambda: 3, "loading the data") == 3
+  runtime.agree("anything", "the configuration")  # nothing to compare with
+  assert runtime.from_writer(lambda: b"bytes") == b"bytes"
+  assert runtime.json_from_writer(lambda: {"done": True}) == {"done": True}
+  index, keys = np.arange(6).reshape(2, 3), np.zeros((2, 4), np.uint32)
+  assert runtime.step_inputs(None, None, index, keys) == (index, keys)  # as they are

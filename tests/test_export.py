@@ -121,7 +121,7 @@ def test_every_program_of_every_model_lowers_for_cuda_and_tpu(model, mesh_device
     monkeypatch.setattr(steps, "make_mesh", lambda config: mesh)
   where = "one device" if mesh_devices == 1 else f"a {mesh_devices}-device mesh"
   with backends.use("gpu"):  # traced as a GPU/TPU traces it (the table's accelerator row)
-    programs = steps._build_programs(config, num_classes=10, steps=CHUNK)
+    programs = steps.compile_programs(config, num_classes=10, steps=CHUNK)
     images = jax.ShapeDtypeStruct((EXAMPLES,) + MODEL_INPUTS[model][0], jnp.float32)
     labels = jax.ShapeDtypeStruct((EXAMPLES,), jnp.int32)
     state = jax.eval_shape(functools.partial(loop.init_state, config, programs), images)

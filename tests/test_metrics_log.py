@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hw.engine import experiment
-from hw.engine import loop as train
+from hw.engine import loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, Splits
 from hw.engine.metrics_log import read_lines
@@ -53,7 +53,7 @@ def test_every_line_carries_fingerprint_seed_point_and_run(splits, tmp_path):
   assert all(line["experiment"] == "tiny" for line in lines)
 
 
-class _CrashAfterCheckpoint(train.Hook):
+class _CrashAfterCheckpoint(loop.Hook):
   """Raises in epoch 2 after its checkpoint is written, before the metrics line."""
 
   def on_epoch_end(self, epoch, state, record):

@@ -7,8 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from experiments import report
 from hw import plotting
+from hw.engine import figures
 from hw.verification import verify
 
 plt = plotting.pyplot()
@@ -92,10 +92,10 @@ def test_learning_curves_legends_cover_no_curve(tmp_path):
   results = {"title": "fake", "test_accuracy": 0.9, "selected": {"index": 1},
              "grid": [{"index": i, "label": f"lr={lr}", "history": _history(0.3 + 0.2 * i)}
                       for i, lr in enumerate((0.1, 0.01, 0.001, 0.0001))]}
-  fig = report.learning_curves_figure(results)
+  fig = figures.learning_curves_figure(results)
   assert all(ax.get_legend() is not None for ax in fig.axes)
   assert plotting.legend_overlaps_data(fig) == []
-  path = report.plot_learning_curves(results, tmp_path / "curves.png")
+  path = figures.plot_learning_curves(results, tmp_path / "curves.png")
   assert path.stat().st_size > 5000
 
 

@@ -1,12 +1,12 @@
-"""hw.engine.loop, the core: stepping choice, compilation reuse, hooks."""
+"""hw.engine.loop and hw.engine.steps: stepping choice, programs passed explicitly and
+compiled once per shape, hooks."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from hw import metrics
-from hw.engine import loop as train
-from hw.engine import steps
+from hw.engine import loop, steps
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, to_device
 from hw.nn import models
@@ -20,11 +20,11 @@ def _config(**changes) -> ExperimentConfig:
 
 
 @pytest.fixture(scope="module")
-def data() -> train.TrainingData:
+def data() -> loop.TrainingData:
   rng = np.random.default_rng(0)
   images = rng.random((150, 6, 6, 1), dtype=np.float32)
   labels = (images[:, :3].mean((1, 2, 3)) > images[:, 3:].mean((1, 2, 3))).astype(np.int32)
-  return train.TrainingData(to_device(Split(images[:100], labels[:100]), None, 1),
+  return loop.TrainingData(to_device(Split(images[:100], labels[:100]), None, 1),
                             to_device(Split(images[100:], labels[100:]), None, 50))
 
 
@@ -40,18 +40,33 @@ def test_conv_nets_step_per_batch_on_cpu_dense_nets_scan_and_accelerators_scan()
   assert steps.per_batch_stepping(_config(jit_per_batch=False), conv, "cpu") is False
 
 
+def _train(config, data, **kwargs):
+  return loop.train(config, data, programs=loop.programs_for(config, 2, data.train.size),
+                    **kwargs)
+
+
 @pytest.mark.parametrize("per_batch", [False, True])
 def test_no_recompilation_across_epochs_and_learning_rates(data, per_batch):
-  train.PROGRAMS.clear()
+  cache = steps.ProgramCache()
   for rate in (0.05, 0.1, 0.2):  # a learning-rate grid shares one compiled step
-    train.train(_config(learning_rate=rate, jit_per_batch=per_batch), data, num_classes=2)
-  programs = train.PROGRAMS.get(_config(jit_per_batch=per_batch), 2, 5)
+    config = _config(learning_rate=rate, jit_per_batch=per_batch)
+    loop.train(config, data, programs=cache.get(config, 2, 5))
+  assert len(cache) == 1
+  programs = cache.get(_config(jit_per_batch=per_batch), 2, 5)
   assert programs.traces == {("step" if per_batch else "chunk"): 1, "evaluate": 1}
 
 
+def test_programs_of_another_shape_are_refused_naming_what_differs(data):
+  programs = loop.programs_for(_config(), 2, data.train.size)
+  with pytest.raises(ValueError, match=r"steps_per_epoch 5 != 2"):
+    loop.train(_config(batch_size=50), data, programs=programs)
+  with pytest.raises(ValueError, match=r"compile_key"):
+    loop.train(_config(model_kwargs={"hidden_sizes": (8,)}), data, programs=programs)
+
+
 def test_the_learning_rate_still_matters(data):
-  _, slow = train.train(_config(learning_rate=0.0), data, num_classes=2)
-  _, fast = train.train(_config(learning_rate=0.1), data, num_classes=2)
+  _, slow = _train(_config(learning_rate=0.0), data)
+  _, fast = _train(_config(learning_rate=0.1), data)
   assert slow[-1]["train_loss"] == pytest.approx(slow[0]["train_loss"], rel=1e-6)
   assert fast[-1]["train_loss"] < fast[0]["train_loss"]
 
@@ -60,10 +75,10 @@ def test_the_program_cache_is_bounded():
   cache = steps.ProgramCache(size=2)
   for width in (3, 4, 5):
     cache.get(_config(model_kwargs={"hidden_sizes": (width,)}), 2, 5)
-  assert len(cache._programs) == 2
+  assert len(cache) == 2
 
 
-class _Recorder(train.Hook):
+class _Recorder(loop.Hook):
   def __init__(self):
     self.calls = []
 
@@ -83,21 +98,20 @@ class _Recorder(train.Hook):
 
 def test_hooks_see_every_step_batch_and_epoch_and_can_add_metrics(data):
   recorder = _Recorder()
-  state, history = train.train(_config(epochs=2), data, num_classes=2, hooks=[recorder])
+  state, history = _train(_config(epochs=2), data, hooks=[recorder])
   assert recorder.calls == [("begin", 1, 2, 5), ("steps", 5), ("epoch", 1), ("steps", 5),
                             ("epoch", 2), ("end",)]
   assert [r["extra"] for r in history] == [10, 20]
   resumed = _Recorder()
-  _, again = train.train(_config(epochs=3), data, num_classes=2, state=state, history=history,
-                         hooks=[resumed])
+  _, again = _train(_config(epochs=3), data, state=state, history=history, hooks=[resumed])
   assert resumed.calls[0] == ("begin", 3, 3, 5) and [r["epoch"] for r in again] == [1, 2, 3]
 
 
 def test_a_non_finite_loss_raises_before_the_epoch_hooks(data):
   recorder = _Recorder()
-  with pytest.raises(train.TrainingDiverged, match="non-finite in epoch") as caught:
-    train.train(_config(model="linear", model_kwargs={}, optimizer="sgd", learning_rate=1.0,
-                        lr_decay=1e30, epochs=8), data, num_classes=2, hooks=[recorder])
+  with pytest.raises(loop.TrainingDiverged, match="non-finite in epoch") as caught:
+    _train(_config(model="linear", model_kwargs={}, optimizer="sgd", learning_rate=1.0,
+                   lr_decay=1e30, epochs=8), data, hooks=[recorder])
   assert ("epoch", caught.value.epoch) not in recorder.calls and recorder.calls[-1] == ("end",)
 
 
@@ -105,19 +119,19 @@ def test_one_evaluation_pass_gives_loss_accuracy_and_top_k_of_the_unpadded_split
   rng = np.random.default_rng(1)
   images = rng.random((137, 6, 6, 1), dtype=np.float32)
   labels = rng.integers(0, 7, 137).astype(np.int32)
-  data = train.TrainingData(to_device(Split(images[:100], labels[:100]), None, 1),
-                            to_device(Split(images[100:], labels[100:]), None, 50))
+  data = loop.TrainingData(to_device(Split(images[:100], labels[:100]), None, 1),
+                           to_device(Split(images[100:], labels[100:]), None, 50))
   assert data.validation.images.shape[0] == 50 and data.validation.size == 37  # padded
-  state, _ = train.train(_config(epochs=1), data, num_classes=7)
-  programs = train.PROGRAMS.get(_config(epochs=1), 7, 5)
-  loss, accuracy, errors = train.evaluate_with_top_k(state, programs, data.validation)
+  programs = loop.programs_for(_config(epochs=1), 7, data.train.size)
+  state, _ = loop.train(_config(epochs=1), data, programs=programs)
+  loss, accuracy, errors = loop.evaluate_with_top_k(state, programs, data.validation)
   scores = np.asarray(programs.model.apply(state.variables(), images[100:], train=False))
   expected_loss = _cross_entropy(scores.astype(np.float64), labels[100:])
   assert loss == pytest.approx(expected_loss, rel=1e-5)
   assert accuracy == pytest.approx(np.mean(np.argmax(scores, 1) == labels[100:]), abs=1e-6)
   assert errors == pytest.approx(metrics.top_k_errors(scores, labels[100:]), abs=1e-6)
   assert set(errors) == {"top1_error", "top5_error"} and errors["top5_error"] < errors["top1_error"]
-  assert train.evaluate(state, programs, data.validation) == (loss, accuracy)
+  assert loop.evaluate(state, programs, data.validation) == (loss, accuracy)
 
 
 def _cross_entropy(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -1,5 +1,5 @@
 """What the equivariance and Q7 studies share: MNIST splits, one training run on the
-engine (:func:`hw.engine.loop.train`), batched predictions, and figures whose legends sit below
+engine (:func:`hw.engine.train`), batched predictions, and figures whose legends sit below
 the axes so that they never cover a curve."""
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import jax
 import numpy as np
 
 from hw import metrics, plotting
-from hw.engine import loop as core
+from hw.engine import loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, to_device
+from hw.engine.results import plain
+from hw.engine.steps import Programs, TrainState
 
 NUM_CLASSES = 10
 
@@ -55,9 +57,9 @@ def head(split: Split, count: int | None) -> Split:
 class Trained:
   """One model trained by :func:`train_model`."""
   config: ExperimentConfig
-  state: core.TrainState
+  state: TrainState
   history: list[dict[str, Any]]
-  programs: core.Programs
+  programs: Programs
   seconds: float
 
   @property
@@ -99,25 +101,28 @@ def parameter_count(params: Any) -> int:
 
 
 def train_model(config: ExperimentConfig, train: Split, validation: Split, *,
-                hooks: Sequence[core.Hook] = (), state: core.TrainState | None = None) -> Trained:
-  """``config.epochs`` epochs of :func:`hw.engine.loop.train` on ``train`` (normalised with
-  ``config.normalize``), evaluated on ``validation`` after each."""
+                hooks: Sequence[loop.Hook] = (), state: TrainState | None = None,
+                programs: Programs | None = None) -> Trained:
+  """``config.epochs`` epochs of :func:`hw.engine.train` on ``train`` (normalised with
+  ``config.normalize``), evaluated on ``validation`` after each; with ``programs`` (those of
+  :func:`programs_for`, e.g. to make ``state`` first) or programs compiled here."""
   began = time.perf_counter()
-  data = core.TrainingData(to_device(train, config.normalize, 1),
+  if programs is None:
+    programs = programs_for(config, len(train.labels))
+  data = loop.TrainingData(to_device(train, config.normalize, 1),
                            to_device(validation, config.normalize, config.eval_batch_size))
-  state, history = core.train(config, data, num_classes=NUM_CLASSES, state=state, hooks=hooks)
-  programs = core.PROGRAMS.get(config, NUM_CLASSES, core.steps_per_epoch(config, data.train.size))
+  state, history = loop.train(config, data, programs=programs, state=state, hooks=hooks)
   return Trained(config, state, history, programs, time.perf_counter() - began)
 
 
 def plain_config(config: ExperimentConfig) -> dict[str, Any]:
   """The config as JSON-ready values (tuples become lists)."""
-  from hw.engine.experiment import plain
   return plain(config.to_dict())
 
 
-def programs_for(config: ExperimentConfig, train_size: int) -> core.Programs:
-  return core.PROGRAMS.get(config, NUM_CLASSES, core.steps_per_epoch(config, train_size))
+def programs_for(config: ExperimentConfig, train_size: int) -> Programs:
+  """The compiled programs of ``config`` on ``train_size`` MNIST training examples."""
+  return loop.programs_for(config, NUM_CLASSES, train_size)
 
 
 _APPLY: dict[int, Any] = {}

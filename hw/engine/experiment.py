@@ -1,145 +1,47 @@
 """One experiment: a grid of training runs, selection on validation, one test evaluation.
 
-``train_and_evaluate(config, workdir)`` trains every point of ``config.grid`` on the
-training split (each resuming from its per-epoch checkpoint), selects the point with the
-best final validation accuracy, evaluates that model once on the test split and writes
-``<workdir>/<name>.json`` (schema in :func:`results_record`) and ``<name>.png``; while it
-trains, ``<name>.metrics.jsonl`` gets one line per epoch. A grid
-point whose loss diverges is recorded as diverged and left out of the selection.
+``train_and_evaluate(config, workdir)`` runs five named steps:
+
+1. :func:`load_data`: the splits (the same in every process, or all stop);
+2. :func:`hw.engine.grid.run_grid`: every point of ``config.grid`` trained on the training
+   split, each resuming from its per-epoch checkpoint (``<name>.metrics.jsonl`` gets one
+   line per epoch); a point whose loss diverges is recorded and left out;
+3. :func:`hw.engine.grid.select`: the point with the best final validation accuracy;
+4. :func:`test_selected`: that model evaluated once on the test split;
+5. :func:`write`: ``<workdir>/<name>.json`` (a :class:`hw.engine.results.Results`) and the
+   figures, by process 0 only.
 """
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import pathlib
-import platform
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
-import flax
 import jax
 import numpy as np
-import optax
 
-from hw import backends
-from hw.engine import checkpoint, distributed, files, randomness
-from hw.engine import loop as core
+from hw.engine import loop
 from hw.engine.config import ExperimentConfig, fingerprint
-from hw.engine.experiment_data import Splits, load_splits, normalization, to_device
-from hw.engine.figures import FIGURES
-from hw.engine.metrics_log import MetricsLog
+from hw.engine.experiment_data import DeviceSplit, Splits, load_splits, normalization, to_device
+from hw.engine.figures import FIGURES, plot_learning_curves
+from hw.engine.grid import GridRun, grid_points, point_config, run_grid, select
 from hw.engine.progress import Console
-from hw.engine.steps import device_count as count_devices
+from hw.engine.results import (SCHEMA_VERSION, DataSummary, Platform, Results, SeedSpread,
+                               Selection, plain, write_json)
+from hw.engine.runtime import Runtime
+from hw.engine.steps import ProgramCache, Programs, TrainState, device_count
 
-
-def grid_points(config: ExperimentConfig) -> list[dict[str, Any]]:
-  """Every combination of ``config.grid`` values, in order (one empty point without a grid).
-
-  ``config.grid`` may also be a list of points (dicts of field → value), taken as given:
-  for variants that differ in several fields at once.
-  """
-  if isinstance(config.grid, (list, tuple)):
-    if not config.grid or not all(isinstance(point, dict) for point in config.grid):
-      raise ValueError(f"grid of {config.name!r} must be a mapping of field -> values or a "
-                       f"non-empty list of points (dicts), got {config.grid!r}")
-    return [dict(point) for point in config.grid]
-  for name, values in config.grid.items():
-    if not isinstance(values, (list, tuple)) or not values:
-      raise ValueError(f"grid[{name!r}] of {config.name!r} must be a non-empty list, "
-                       f"got {values!r}")
-  names = list(config.grid)
-  return [dict(zip(names, values)) for values in itertools.product(*config.grid.values())]
-
-
-def point_config(config: ExperimentConfig, point: Mapping[str, Any]) -> ExperimentConfig:
-  return config.replace(**point).replace(grid={})
-
-
-def point_label(point: Mapping[str, Any]) -> str:
-  return ", ".join(f"{k}={plain(v)}" for k, v in point.items()) or "(single point)"
-
-
-def plain(value: Any) -> Any:
-  """JSON-friendly (tuples become lists)."""
-  return json.loads(json.dumps(value, default=str))
-
-
-def select(points: Sequence[Mapping[str, Any]]) -> int | None:
-  """Index of the best final validation accuracy (ties: lower validation loss, then first),
-  among the points that did not diverge; None when all did."""
-  usable = [i for i, point in enumerate(points) if point.get("status", "complete") == "complete"]
-  if not usable:
-    return None
-  return min(usable, key=lambda i: (-points[i]["val_accuracy"], points[i]["val_loss"], i))
-
-
-class Checkpoints(core.Hook):
-  """Writes the state and history after every epoch (atomically; see :mod:`hw.engine.checkpoint`)."""
-
-  def __init__(self, directory: pathlib.Path, point_fingerprint: str, history: list[dict]):
-    self.directory, self.fingerprint, self.history = directory, point_fingerprint, history
-
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
-    self.history.append(record)
-    checkpoint.save(self.directory, state=state, epoch=epoch, history=self.history,
-                    fingerprint=self.fingerprint)
-
-
-class _Callback(core.Hook):
-  def __init__(self, index: int, callback):
-    self.index, self.callback = index, callback
-
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
-    self.callback(self.index, epoch, record)
-
-
-def train_point(config: ExperimentConfig, data: core.TrainingData, num_classes: int,
-                directory: pathlib.Path, *, data_identity: str = "",
-                hooks: Sequence[core.Hook] = (),
-                log_name: str = "") -> tuple[core.TrainState, list[dict[str, Any]], core.Programs]:
-  """Train one configuration for ``config.epochs`` epochs, resuming from its checkpoint
-  in ``directory`` when it holds one of the same fingerprint; returns the final state, the
-  per-epoch history and the compiled programs."""
-  point_fingerprint = fingerprint(config, data_identity=data_identity)
-  steps = core.steps_per_epoch(config, data.train.size)
-  programs = core.PROGRAMS.get(config, num_classes, steps)
-  state = core.init_state(config, programs, data.train.images)
-  history: list[dict[str, Any]] = []
-  restored = _restore(directory, jax.device_get(state), point_fingerprint)
-  if restored is not None:
-    saved_state, saved_epoch, saved_history = restored
-    if saved_epoch <= config.epochs:
-      state = jax.tree_util.tree_map(jax.numpy.asarray, saved_state)
-      history = saved_history
-      if saved_epoch:
-        print(f"[train] {log_name}: resuming after epoch {saved_epoch} from {directory}")
-    else:
-      print(f"[train] {log_name}: checkpoint has {saved_epoch} > {config.epochs} epochs; "
-            f"starting afresh")
-  if distributed.is_writer():
-    hooks = [Checkpoints(directory, point_fingerprint, list(history)), *hooks]
-  state, history = core.train(config, data, num_classes=num_classes, state=state,
-                              history=history, hooks=hooks)
-  return state, history, programs
-
-
-def _restore(directory: pathlib.Path, target: Any, point_fingerprint: str):
-  """:func:`hw.engine.checkpoint.load`; with several processes, process 0's checkpoint (read by
-  it alone) restored on every process, so that all resume from the same epoch."""
-  if distributed.process_count() == 1:
-    return checkpoint.load(directory, target=target, fingerprint=point_fingerprint)
-  data = distributed.broadcast_bytes(checkpoint.read(directory) if distributed.is_writer()
-                                     else None)
-  return checkpoint.restore(data, directory / checkpoint.FILENAME, target=target,
-                            fingerprint=point_fingerprint)
+__all__ = ["grid_points", "load_data", "plain", "point_config", "test_selected",
+           "train_and_evaluate", "write", "write_json"]
 
 
 def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
                        splits: Splits | None = None, data_dir: str | os.PathLike | None = None,
-                       binary_data: str | os.PathLike | None = None, on_epoch_end=None,
-                       hooks: Sequence[core.Hook] = (), console: Console = Console(),
-                       plot: bool = True) -> dict[str, Any]:
+                       binary_data: str | os.PathLike | None = None,
+                       on_epoch_end: Callable[[int, int, dict], None] | None = None,
+                       hooks: Sequence[loop.Hook] = (), console: Console = Console(),
+                       plot: bool = True, compiled: ProgramCache | None = None) -> Results:
   """Run the grid, select on validation, evaluate the selected model once on test.
 
   Args:
@@ -153,12 +55,13 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
     hooks: more training hooks, for every grid point.
     console: progress display.
     plot: write the learning-curve PNG.
+    compiled: the programs compiled so far, to reuse (default: a new cache for this call).
 
   Returns:
-    The results dict that is written as JSON.
+    The results, as written to ``<name>.json``.
 
-  With several processes (:mod:`hw.engine.distributed`) every process trains and evaluates the
-  same and returns the same results; only process 0 writes files.
+  With several processes every process trains and evaluates the same and returns the same
+  results; only process 0 writes files (:class:`hw.engine.runtime.Runtime`).
 
   Raises:
     TrainingDiverged: every grid point diverged (no results are written).
@@ -166,168 +69,103 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | os.PathLike, *,
       configurations, data or device counts (all of them raise it, before training).
   """
   began = time.perf_counter()
-  workdir = pathlib.Path(workdir)
-  writer = distributed.is_writer()  # several processes: only process 0 writes files
-  if writer:
+  workdir, runtime = pathlib.Path(workdir), Runtime.current()
+  compiled = ProgramCache() if compiled is None else compiled
+  if runtime.writer:
     workdir.mkdir(parents=True, exist_ok=True)
   if splits is None:
-    failure = None
-    try:
-      splits = load_splits(config, data_dir=data_dir, binary_data=binary_data)
-    except Exception as error:  # several processes: all stop if one cannot load the data
-      failure = error
-    distributed.together(failure, f"loading the data of {config.name!r}")
-  if distributed.process_count() > 1:  # the same run everywhere, or all stop here
-    distributed.agree(
-        f"{fingerprint(config, whole_experiment=True, data_identity=splits.identity)} "
-        f"{[count_devices(point_config(config, point)) for point in grid_points(config)]}",
-        f"the configuration, data or device count of {config.name!r}")
-  pad = config.eval_batch_size
+    splits = load_data(config, runtime, data_dir=data_dir, binary_data=binary_data)
+  runtime.agree(  # the same run everywhere, or all stop here
+      f"{fingerprint(config, whole_experiment=True, data_identity=splits.identity)} "
+      f"{[device_count(point_config(config, point)) for point in grid_points(config)]}",
+      f"the configuration, data or device count of {config.name!r}")
   normalize = normalization(config.normalize, splits.train)
-  data = core.TrainingData(to_device(splits.train, normalize, 1),
-                           to_device(splits.validation, normalize, pad))
-  grid, best_run, stepping, device_count = [], None, None, 1
-  for index, point in enumerate(grid_points(config)):
-    run_config = point_config(config, point)
-    label = point_label(point)
-    run_fingerprint = fingerprint(run_config, data_identity=splits.identity)
-    directory = workdir / "checkpoints" / config.name / f"{index:02d}-{run_fingerprint}"
-    name = f"{config.name} [{index}] {label}"
-    point_hooks = [*console.hooks(name, run_config.epochs), *hooks]
-    if writer:
-      point_hooks.append(MetricsLog(
-          workdir / f"{config.name}.metrics.jsonl", checkpoint_dir=directory,
-          experiment=config.name, point=index, params=plain(point), label=label,
-          fingerprint=fingerprint(config, whole_experiment=True, data_identity=splits.identity),
-          seed=run_config.seed, point_fingerprint=run_fingerprint))
-    if on_epoch_end is not None:
-      point_hooks.append(_Callback(index, on_epoch_end))
-    entry = {"index": index, "params": plain(point), "label": label, "checkpoint": str(directory)}
-    try:
-      state, history, programs = train_point(run_config, data, splits.num_classes, directory,
-                                   data_identity=splits.identity, hooks=point_hooks,
-                                   log_name=name)
-    except core.TrainingDiverged as error:
-      kept = (f"the last good checkpoint (epoch {error.epoch - 1}) is kept in {directory}"
-              if error.epoch > 1 else "no epoch completed, so there is no checkpoint")
-      message = (f"experiment {config.name!r}, grid point {index} ({label}): {error}; {kept}. "
-                 f"Lower the learning rate or the weight scale.")
-      print(f"[train] {message}")
-      grid.append({**entry, "status": "diverged", "message": message, "epochs": error.epoch - 1,
-                   "val_accuracy": None, "val_loss": None, "train_accuracy": None,
-                   "train_loss": None, "train_seconds": None, "history": []})
-      continue
-    stepping = "per_batch" if programs.per_batch else "scan"
-    device_count = programs.device_count
-    final = history[-1]
-    grid.append({**entry, "status": "complete", "epochs": len(history),
-                 **{key: final[key] for key in ("val_accuracy", "val_loss", "train_accuracy",
-                                                "train_loss")},
-                 "train_seconds": sum(r["seconds"] for r in history), "history": history})
-    if index in config.also_test:  # reported beside the selected one, not used to select
-      _, grid[-1]["test_accuracy"], errors = core.evaluate_with_top_k(
-          state, programs, to_device(splits.test, normalize, pad))
-      grid[-1].update(errors)
-    if select(grid) == index:
-      best_run = (state, programs)  # keep only the current best model in memory
-  best = select(grid)
+  to_test = lambda: to_device(splits.test, normalize, config.eval_batch_size)
+  data = loop.TrainingData(to_device(splits.train, normalize, 1),
+                           to_device(splits.validation, normalize, config.eval_batch_size))
+  grid = run_grid(config, splits, data, to_test, workdir, compiled=compiled, runtime=runtime,
+                  console=console, hooks=hooks, on_epoch_end=on_epoch_end)
+  best = select(grid.points)
   if best is None:
-    raise core.TrainingDiverged("; ".join(point["message"] for point in grid),
-                                epoch=grid[-1]["epochs"] + 1)
-  state, programs = best_run
-  test_loss, test_accuracy, errors = core.evaluate_with_top_k(
-      state, programs, to_device(splits.test, normalize, pad))
-  results = results_record(config, splits, grid, best, test_loss, test_accuracy,
-                           wall=time.perf_counter() - began, stepping=stepping,
-                           device_count=device_count)
-  results.update(errors)
+    raise loop.TrainingDiverged("; ".join(point.message for point in grid.points),
+                                epoch=grid.points[-1].epochs + 1)
+  state, programs = grid.best
+  test_loss, test_accuracy, errors = test_selected(state, programs, to_test())
+  results = record(config, splits, grid, best, test_loss, test_accuracy, errors,
+                   wall=time.perf_counter() - began)
   if config.repeat_seeds:
-    results["seeds"] = _repeat(config, workdir, splits, results, console)
+    results.seeds = _repeat(config, workdir, splits, results, console, compiled)
   if plot:
-    results["figures"] = [f"{config.name}.png"]
-    for figure in config.figures:
-      if writer:
-        FIGURES[figure](jax.device_get(state.params), workdir / f"{config.name}_{figure}.png")
-      results["figures"].append(f"{config.name}_{figure}.png")
-  if not writer:
-    return results
-  write_json(workdir / f"{config.name}.json", results)
-  if plot:
-    from experiments import report
-    report.plot_learning_curves(results, workdir / f"{config.name}.png")
+    results.figures = [f"{config.name}.png", *(f"{config.name}_{f}.png" for f in config.figures)]
+  if runtime.writer:
+    write(results, config, workdir, params=jax.device_get(state.params) if plot else None)
   return results
 
 
-def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits,
-            results: Mapping[str, Any], console: Console) -> dict[str, Any]:
+def load_data(config: ExperimentConfig, runtime: Runtime, *,
+              data_dir: str | os.PathLike | None = None,
+              binary_data: str | os.PathLike | None = None) -> Splits:
+  """:func:`hw.engine.experiment_data.load_splits`; with several processes, all stop when
+  one cannot load the data."""
+  return runtime.together(
+      lambda: load_splits(config, data_dir=data_dir, binary_data=binary_data),
+      f"loading the data of {config.name!r}")
+
+
+def test_selected(state: TrainState, programs: Programs,
+                  test: DeviceSplit) -> tuple[float, float, dict[str, float]]:
+  """(loss, accuracy, top-k errors) of the selected model on the test split: the one
+  test evaluation of the experiment."""
+  return loop.evaluate_with_top_k(state, programs, test)
+
+
+def record(config: ExperimentConfig, splits: Splits, grid: GridRun, best: int,
+           test_loss: float, test_accuracy: float, errors: dict[str, float], *,
+           wall: float) -> Results:
+  """The :class:`hw.engine.results.Results` of a finished grid and test evaluation."""
+  seconds = [r["seconds"] for point in grid.points for r in point.history]
+  selected = grid.points[best]
+  return Results(
+      schema_version=SCHEMA_VERSION, name=config.name, title=config.title, status="complete",
+      config=plain(config.to_dict()),
+      fingerprint=fingerprint(config, whole_experiment=True, data_identity=splits.identity),
+      data=DataSummary.of(splits), grid=grid.points,
+      selected=Selection(best, selected.params, selected.label, selected.val_accuracy),
+      test_accuracy=test_accuracy, test_loss=test_loss, target=config.target,
+      reported=list(config.reported),
+      meets_target=(None if config.target is None or splits.stand_in
+                    else bool(test_accuracy >= config.target)),
+      train_seconds=sum(seconds), wall_time_s=wall,
+      seconds_per_epoch=float(np.median(seconds)) if seconds else None,
+      platform=Platform.here(stepping=grid.stepping, device_count=grid.device_count),
+      top1_error=errors.get("top1_error"), top5_error=errors.get("top5_error"))
+
+
+def write(results: Results, config: ExperimentConfig, workdir: pathlib.Path, *,
+          params: Any = None) -> None:
+  """``<name>.json``; with the selected model's ``params``, also the learning curves
+  ``<name>.png`` and ``config.figures`` drawn from the model."""
+  if params is not None:
+    for figure in config.figures:
+      FIGURES[figure](params, workdir / f"{config.name}_{figure}.png")
+  payload = results.to_json()
+  write_json(workdir / f"{config.name}.json", payload)
+  if params is not None:
+    plot_learning_curves(payload, workdir / f"{config.name}.png")
+
+
+def _repeat(config: ExperimentConfig, workdir: pathlib.Path, splits: Splits, results: Results,
+            console: Console, compiled: ProgramCache) -> SeedSpread:
   """The whole experiment (grid, selection, test) again for each of ``config.repeat_seeds``;
   the test accuracy of every seed and their mean, standard deviation and range."""
-  seeds, accuracies = [config.seed], [results["test_accuracy"]]
+  seeds, accuracies = [config.seed], [results.test_accuracy]
   for seed in config.repeat_seeds:
     if seed in seeds:
       continue
     again = train_and_evaluate(config.replace(seed=seed, repeat_seeds=()),
                                workdir / "seeds" / f"seed{seed}", splits=splits,
-                               console=console, plot=False)
+                               console=console, plot=False, compiled=compiled)
     seeds.append(seed)
-    accuracies.append(again["test_accuracy"])
-  return {"seeds": seeds, "test_accuracy": accuracies, "mean": float(np.mean(accuracies)),
-          "std": float(np.std(accuracies)), "min": min(accuracies), "max": max(accuracies)}
-
-
-def write_json(path: pathlib.Path, payload: Any) -> None:
-  """Write JSON atomically (:func:`hw.engine.files.write_atomic`)."""
-  files.write_atomic(path, json.dumps(payload, indent=1))
-
-
-def results_record(config: ExperimentConfig, splits: Splits, grid: list[dict[str, Any]],
-                   best: int, test_loss: float, test_accuracy: float, *, wall: float,
-                   stepping: str | None, device_count: int = 1) -> dict[str, Any]:
-  """The results JSON.
-
-  Schema: name, title, status ("complete"), config (ExperimentConfig as a dict),
-  fingerprint, data {source, identity, stand_in, notes (caveats such as lossy pixels; only
-  when there are some),
-  num_classes, train, validation, test (sizes)}, grid
-  (one entry per point: index, params, label, status ("complete" or "diverged", with a
-  message), epochs, final val/train accuracy and loss, train_seconds, history [per-epoch:
-  epoch, learning_rate, train_loss, train_accuracy, val_loss, val_accuracy, seconds],
-  checkpoint), selected {index, params, label, val_accuracy}, test_accuracy, test_loss,
-  target, reported, meets_target (None without a target or on stand-in data), top1_error
-  and top5_error (of the selected model on test; top-5 only with ≥ 5 classes; grid points listed in
-  ``config.also_test`` carry their own test_accuracy and errors), seeds (with
-  ``repeat_seeds``: {seeds, test_accuracy per seed, mean, std, min, max}), train_seconds (sum over all points and epochs, across
-  resumptions), wall_time_s (this call), seconds_per_epoch (median over all epochs),
-  platform (backend, device, device_count (devices the batches were split over, in all
-  processes), process_count,
-  PRNG implementation, stepping, backend_choices (the row of :mod:`hw.backends`
-  it ran with), versions).
-  """
-  seconds = [r["seconds"] for point in grid for r in point["history"]]
-  selected = grid[best]
-  return {
-      "name": config.name, "title": config.title, "status": "complete",
-      "config": plain(config.to_dict()),
-      "fingerprint": fingerprint(config, whole_experiment=True, data_identity=splits.identity),
-      "data": {"source": splits.source, "identity": splits.identity, "stand_in": splits.stand_in,
-               **({"notes": list(splits.notes)} if splits.notes else {}),
-               "num_classes": splits.num_classes, "train": len(splits.train.labels),
-               "validation": len(splits.validation.labels), "test": len(splits.test.labels)},
-      "grid": grid,
-      "selected": {"index": best, "params": selected["params"], "label": selected["label"],
-                   "val_accuracy": selected["val_accuracy"]},
-      "test_accuracy": test_accuracy, "test_loss": test_loss,
-      "target": config.target, "reported": list(config.reported),
-      "meets_target": (None if config.target is None or splits.stand_in
-                       else bool(test_accuracy >= config.target)),
-      "train_seconds": sum(seconds),
-      "wall_time_s": wall,
-      "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
-      "platform": {"backend": jax.default_backend(), "device": str(jax.devices()[0]),
-                   "device_count": device_count, "process_count": jax.process_count(),
-                   "prng_impl": randomness.PRNG_IMPL, "stepping": stepping,
-                   "backend_choices": backends.describe(),
-                   "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-                   "python": platform.python_version(), "machine": platform.machine(),
-                   "cpus": os.cpu_count()},
-  }
+    accuracies.append(again.test_accuracy)
+  return SeedSpread(seeds, accuracies, float(np.mean(accuracies)), float(np.std(accuracies)),
+                    min(accuracies), max(accuracies))

@@ -1,11 +1,11 @@
-"""The training core: a train state, one step, one epoch, evaluation, and ``train``.
+"""The epoch loop: a train state, one epoch, evaluation, and ``train``.
 
-``train(config, data, hooks=...)`` trains ``config.epochs`` epochs of mini-batch steps on
-``data.train`` and evaluates on ``data.validation`` after each, calling the hooks (progress,
-checkpoints, extra evaluations) after every step batch and epoch. Everything above one
-training run (grids, selection, checkpoints, results) is :mod:`hw.engine.experiment`'s job.
-
-The jitted step, scan and evaluation programs and their cache are in :mod:`hw.engine.steps`.
+``train(config, data, programs=programs, hooks=...)`` trains ``config.epochs`` epochs of
+mini-batch steps on ``data.train`` and evaluates on ``data.validation`` after each, calling
+the hooks (progress, checkpoints, extra evaluations) after every step batch and epoch.
+``programs`` are the compiled step, scan and evaluation (:mod:`hw.engine.steps`;
+:func:`programs_for` compiles them). Everything above one training run (grids, selection,
+checkpoints, results) is :mod:`hw.engine.experiment`'s job.
 """
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ import jax
 import numpy as np
 
 from hw import backends
-from hw.engine import randomness
-from hw.engine import update_rules as optimizers
+from hw.engine import randomness, update_rules
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import DeviceSplit
-from hw.engine.steps import CHUNK_STEPS, PROGRAMS, Programs, TrainState
+from hw.engine.steps import CHUNK_STEPS, ProgramKey, Programs, TrainState, compile_programs
 
-__all__ = ["CHUNK_STEPS", "PROGRAMS", "Hook", "Programs", "TrainState", "TrainingData",
-           "TrainingDiverged", "evaluate", "init_state", "steps_per_epoch", "train",
+__all__ = ["Hook", "TrainingData", "TrainingDiverged", "check_programs", "evaluate",
+           "evaluate_with_top_k", "init_state", "programs_for", "steps_per_epoch", "train",
            "train_epoch"]
 
 
@@ -67,11 +66,28 @@ def steps_per_epoch(config: ExperimentConfig, train_size: int) -> int:
   return steps
 
 
+def programs_for(config: ExperimentConfig, num_classes: int, train_size: int) -> Programs:
+  """:func:`hw.engine.steps.compile_programs` for ``config`` on a training split of
+  ``train_size`` examples of ``num_classes`` classes."""
+  return compile_programs(config, num_classes, steps_per_epoch(config, train_size))
+
+
+def check_programs(programs: Programs, config: ExperimentConfig, train_size: int) -> None:
+  """Raise ValueError unless ``programs`` were compiled for ``config`` and this training size."""
+  expected = ProgramKey.of(config, programs.key.num_classes, steps_per_epoch(config, train_size))
+  if programs.key != expected:
+    differ = ", ".join(f"{field} {have!r} != {want!r}" for field, have, want
+                       in zip(ProgramKey._fields, programs.key, expected) if have != want)
+    raise ValueError(f"programs were compiled for another configuration or training size than "
+                     f"{config.name!r} ({differ}); compile them with programs_for(config, "
+                     f"num_classes, train_size)")
+
+
 def init_state(config: ExperimentConfig, programs: Programs, sample: jax.Array) -> TrainState:
   """Initial parameters (from :func:`hw.engine.randomness.init_key`) and optimiser state."""
   key = randomness.init_key(config.seed)
   variables = programs.init({"params": key, "dropout": key}, sample[:config.batch_size])
-  tx = optimizers.make_optimizer(config, steps_per_epoch(config, sample.shape[0]))
+  tx = update_rules.make_optimizer(config, steps_per_epoch(config, sample.shape[0]))
   return TrainState(params=variables["params"], batch_stats=variables.get("batch_stats", {}),
                     opt_state=tx.init(variables["params"]))
 
@@ -84,7 +100,7 @@ def train_epoch(state: TrainState, programs: Programs, split: DeviceSplit, *, se
   batch_index, keys = randomness.epoch_plan(seed, epoch, split.size, steps, batch_size)
   stride = 1 if programs.per_batch else CHUNK_STEPS
   one_at_a_time = backends.one_step_at_a_time(programs.device_count)
-  losses_, corrects = [], []
+  losses, corrects = [], []
   for start in range(0, steps, stride):
     stop = min(start + stride, steps)
     if programs.per_batch:
@@ -96,13 +112,13 @@ def train_epoch(state: TrainState, programs: Programs, split: DeviceSplit, *, se
                                                            keys[start:stop]))
     if one_at_a_time:  # a CPU mesh: see hw.backends (steps in flight deadlock)
       loss.block_until_ready()
-    losses_.append(loss)
+    losses.append(loss)
     corrects.append(correct)
     for hook in hooks:
       hook.on_steps_end(stop - start)
   if programs.per_batch:  # one float64 sum over the epoch; a scan sums per chunk
-    losses_, corrects = [np.asarray(losses_)], [np.asarray(corrects)]
-  return state, _total(losses_) / steps, _total(corrects) / (steps * batch_size)
+    losses, corrects = [np.asarray(losses)], [np.asarray(corrects)]
+  return state, _total(losses) / steps, _total(corrects) / (steps * batch_size)
 
 
 def _total(parts: Sequence[Any]) -> float:
@@ -137,18 +153,20 @@ def evaluate_with_top_k(state: TrainState, programs: Programs,
   return float(loss), float(accuracy), {name: float(value) for name, value in errors.items()}
 
 
-def train(config: ExperimentConfig, data: TrainingData, *, num_classes: int,
+def train(config: ExperimentConfig, data: TrainingData, *, programs: Programs,
           state: TrainState | None = None, history: Sequence[Mapping[str, Any]] = (),
           hooks: Sequence[Hook] = ()) -> tuple[TrainState, list[dict[str, Any]]]:
   """Train from ``state`` (fresh when None) after ``len(history)`` finished epochs up to
-  ``config.epochs``; returns the final state and one metrics record per epoch. Trains
-  data parallel over ``config.devices`` local devices (None: all; see :mod:`hw.engine.steps`).
+  ``config.epochs`` with ``programs`` (:func:`programs_for`); returns the final state and one
+  metrics record per epoch. Trains data parallel over ``config.devices`` local devices
+  (None: all; see :mod:`hw.engine.steps`).
 
   Raises:
     TrainingDiverged: a non-finite training or validation loss (before the epoch's hooks).
+    ValueError: ``programs`` were compiled for another configuration or training size.
   """
+  check_programs(programs, config, data.train.size)
   steps = steps_per_epoch(config, data.train.size)
-  programs = PROGRAMS.get(config, num_classes, steps)
   if state is None:
     state = init_state(config, programs, data.train.images)
   state = programs.place(state)
@@ -163,7 +181,7 @@ def train(config: ExperimentConfig, data: TrainingData, *, num_classes: int,
           state, programs, data.train, seed=config.seed, epoch=epoch,
           batch_size=config.batch_size, hooks=hooks)
       val_loss, val_accuracy = evaluate(state, programs, data.validation)
-      rate = optimizers.epoch_learning_rate(config, steps, epoch)
+      rate = update_rules.epoch_learning_rate(config, steps, epoch)
       if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
         raise TrainingDiverged(
             f"the loss became non-finite in epoch {epoch} (train loss {train_loss}, validation "

@@ -19,8 +19,7 @@ import pathlib
 import uuid
 from typing import Any, Iterator
 
-from hw.engine import checkpoint
-from hw.engine import loop as core
+from hw.engine import checkpoint, loop
 
 
 def read_lines(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -51,7 +50,7 @@ def _checkpoint_history(directory: pathlib.Path, point_fingerprint: str | None) 
   return json.loads(payload.get("history_json", "[]"))
 
 
-class MetricsLog(core.Hook):
+class MetricsLog(loop.Hook):
   """Appends each epoch's record, with ``fields`` and the run's id, as one JSON line to
   ``path``; resuming, first restores the lines of finished epochs the file lacks from the
   checkpoint in ``checkpoint_dir`` (see the module docstring)."""
@@ -76,7 +75,7 @@ class MetricsLog(core.Hook):
     missing = [r for r in history if r["epoch"] < start_epoch and r["epoch"] not in logged]
     self._append([{**self.fields, **record, "restored": True} for record in missing])
 
-  def on_epoch_end(self, epoch: int, state: core.TrainState, record: dict[str, Any]) -> None:
+  def on_epoch_end(self, epoch: int, state: loop.TrainState, record: dict[str, Any]) -> None:
     self._append([{**self.fields, **record}])
 
   def _append(self, lines: list[dict[str, Any]]) -> None:

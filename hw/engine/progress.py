@@ -12,7 +12,8 @@ from typing import Any
 
 import tqdm
 
-from hw.engine.loop import Hook, TrainState
+from hw.engine.loop import Hook
+from hw.engine.steps import TrainState
 
 
 @dataclasses.dataclass(frozen=True)

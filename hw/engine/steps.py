@@ -1,9 +1,11 @@
 """The compiled programs of training: the train step, a scan over chunks of steps and the
-evaluation, jitted once per compile key and kept in one bounded cache.
+evaluation, jitted together by :func:`compile_programs` into one :class:`Programs` that the
+caller passes on (to :func:`hw.engine.loop.train`, ``init_state``, ``evaluate``).
 
-The programs depend only on :func:`hw.engine.config.compile_key` of the config (the learning rate
-is a traced optimiser hyper-parameter), so epochs and grid points of the same shape reuse
-them. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
+The programs depend only on their :class:`ProgramKey` (:func:`hw.engine.config.compile_key` of
+the config, the classes, the steps per epoch, the backend and the devices; the learning rate is
+a traced optimiser hyper-parameter), so epochs and grid points of the same shape reuse them: a
+:class:`ProgramCache` (one per experiment, no global one) hands out the programs of a key. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
 mini-batch; :func:`per_batch_stepping` picks per backend and model (XLA:CPU runs
 convolutions several times slower inside a while loop, see ``docs/results/bench.md``).
 Both compute the same steps up to float rounding.
@@ -16,19 +18,19 @@ gradients and the batch-norm statistics are those of the whole batch (XLA insert
 all-reduces); only the order of the float sums differs from one device. With one device no
 mesh is made and the programs are exactly the single-device ones.
 
-Several processes (:mod:`hw.engine.distributed`): the mesh holds ``config.devices`` devices of
-every process; the replicated arrays are global arrays made from each process's identical
-copy, and :meth:`Programs.feed` builds each step's global index array from this process's
-share of it (``jax.make_array_from_process_local_data``), so each process's devices gather
-only their part of the batch. With one process :meth:`Programs.feed` and
-:meth:`Programs.place` do exactly what they did before.
+Several processes: the mesh holds ``config.devices`` devices of every process; the replicated
+arrays are global arrays made from each process's identical copy, and :meth:`Programs.feed`
+builds each step's global index array from this process's share of it, so each process's
+devices gather only their part of the batch. All of that is :class:`hw.engine.runtime.Runtime`'s
+job; with one process :meth:`Programs.feed` and :meth:`Programs.place` place arrays as plain
+single-process JAX does.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -37,12 +39,10 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from hw import metrics
-from hw import backends
-from hw.engine import augmentations, distributed, randomness
-from hw.engine import objectives as losses
-from hw.engine import update_rules as optimizers
+from hw import backends, metrics
+from hw.engine import augmentations, objectives, randomness, update_rules
 from hw.engine.config import ExperimentConfig, compile_key
+from hw.engine.runtime import Runtime
 from hw.nn import models
 
 CHUNK_STEPS = 100  # mini-batches per jitted scan call
@@ -69,7 +69,7 @@ def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bo
 
 def device_count(config: ExperimentConfig) -> int:
   """How many devices ``config`` trains on: ``config.devices`` local devices (None: all of
-  them) in each process, times the number of processes (see :mod:`hw.engine.distributed`).
+  them) in each process, times the number of processes (:class:`hw.engine.runtime.Runtime`).
 
   Raises:
     ValueError: more devices than there are, or a batch that does not split evenly.
@@ -79,7 +79,7 @@ def device_count(config: ExperimentConfig) -> int:
   if local > available:
     raise ValueError(f"devices={local} in {config.name!r}, but this process has only "
                      f"{available} local {jax.default_backend()} device(s)")
-  processes = jax.process_count()
+  processes = Runtime.current().process_count
   count = local * processes
   over = f"{count} devices" if processes == 1 else f"{count} devices ({processes} processes)"
   for field in ("batch_size", "eval_batch_size"):
@@ -102,20 +102,30 @@ def make_mesh(config: ExperimentConfig) -> Mesh | None:
   count = device_count(config)
   if count == 1:
     return None
-  backends.check_data_parallel(count // jax.process_count(), repr(config.name))
-  if jax.process_count() == 1:
-    return Mesh(np.asarray(jax.local_devices()[:count]), (BATCH_AXIS,))
-  local = count // jax.process_count()
-  devices = []
-  for process in range(jax.process_count()):
-    mine = sorted((d for d in jax.devices() if d.process_index == process), key=lambda d: d.id)
-    devices += mine[:local]
-  return Mesh(np.asarray(devices), (BATCH_AXIS,))
+  runtime = Runtime.current()
+  backends.check_data_parallel(count // runtime.process_count, repr(config.name))
+  return Mesh(np.asarray(runtime.mesh_devices(count // runtime.process_count)), (BATCH_AXIS,))
+
+
+class ProgramKey(NamedTuple):
+  """What a set of programs is compiled for; programs of equal keys are interchangeable."""
+  compile_key: str          # hw.engine.config.compile_key of the config
+  jit_per_batch: bool | None
+  num_classes: int
+  steps_per_epoch: int      # the optimiser's schedule counts steps
+  backend: str
+  device_count: int
+
+  @classmethod
+  def of(cls, config: ExperimentConfig, num_classes: int, steps_per_epoch: int) -> "ProgramKey":
+    return cls(compile_key(config), config.jit_per_batch, num_classes, steps_per_epoch,
+               jax.default_backend(), device_count(config))
 
 
 @dataclasses.dataclass
 class Programs:
-  """The jitted functions of one compile key, and how often each was traced."""
+  """The jitted functions of one :class:`ProgramKey`, and how often each was traced."""
+  key: ProgramKey
   model: Any
   init: Callable
   step: Callable      # (state, images, labels, index (B,), key data) -> (state, loss, correct)
@@ -124,6 +134,7 @@ class Programs:
   per_batch: bool
   traces: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   mesh: Mesh | None = None  # the data-parallel mesh; None on one device
+  runtime: Runtime = dataclasses.field(default_factory=Runtime.current)
 
   @property
   def device_count(self) -> int:
@@ -133,36 +144,29 @@ class Programs:
   def replicated(self) -> NamedSharding | None:
     return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec())
 
-  @property
-  def multiprocess(self) -> bool:
-    return self.mesh is not None and jax.process_count() > 1
-
   def place(self, tree: Any) -> Any:
-    """``tree`` replicated over the mesh (unchanged on one device). With several processes:
-    global arrays made from each process's (identical) copy."""
+    """``tree`` replicated over the mesh (unchanged on one device; see
+    :meth:`hw.engine.runtime.Runtime.replicate`)."""
     if self.mesh is None:
       return tree
-    if self.multiprocess:
-      return jax.tree_util.tree_map(
-          functools.partial(distributed.global_replicated, self.replicated), tree)
-    return jax.device_put(tree, self.replicated)
+    return self.runtime.replicate(self.replicated, tree)
 
   def feed(self, index: np.ndarray, keys: np.ndarray) -> tuple[Any, Any]:
-    """A step's (or chunk's) batch indices and keys as the programs take them: as they are
-    in one process; with several, global arrays built from this process's share of the
-    indices (their last axis is the batch) and the replicated keys."""
-    if not self.multiprocess:
+    """A step's (or chunk's) batch indices (their last axis is the batch) and keys as the
+    programs take them (:meth:`hw.engine.runtime.Runtime.step_inputs`)."""
+    if self.mesh is None:
       return index, keys
     along = NamedSharding(self.mesh, PartitionSpec(*([None] * (index.ndim - 1) + [BATCH_AXIS])))
-    return (distributed.global_batch(along, index, index.ndim - 1),
-            distributed.global_replicated(self.replicated, keys))
+    return self.runtime.step_inputs(along, self.replicated, index, keys)
 
 
-def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
-  loss = losses.LOSSES[config.loss]
+def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
+  """The programs that train ``config`` on ``num_classes`` classes, ``steps`` mini-batches per
+  epoch (jitted lazily: each compiles at its first call)."""
+  loss = objectives.LOSSES[config.loss]
   model = models.create_model(config.model, num_outputs=loss.num_outputs(num_classes),
                               weight_scale=config.weight_scale, **config.model_kwargs)
-  tx = optimizers.make_optimizer(config, steps)
+  tx = update_rules.make_optimizer(config, steps)
   augment = augmentations.AUGMENTATIONS[config.augment] if config.augment else None
   traces: collections.Counter = collections.Counter()
   mesh = make_mesh(config)
@@ -202,9 +206,9 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
 
   def chunk(state, images, labels, batch_index, keys):
     traces["chunk"] += 1
-    state, (losses_, correct) = jax.lax.scan(functools.partial(step, images, labels), state,
-                                             (batch_index, keys))
-    return state, losses_, correct
+    state, (losses, correct) = jax.lax.scan(functools.partial(step, images, labels), state,
+                                            (batch_index, keys))
+    return state, losses, correct
 
   def single_step(state, images, labels, index, key):
     traces["step"] += 1
@@ -240,32 +244,29 @@ def _build_programs(config: ExperimentConfig, num_classes: int, steps: int) -> P
     chunk = jit(chunk, donate_argnums=(0,), batch_args=(None, None, None, 1, None))
     single_step = jit(single_step, donate_argnums=(0,), batch_args=(None, None, None, 0, None))
     evaluate = jit(evaluate, batch_args=(None, None, None, None))
-  return Programs(model=model, init=jax.jit(functools.partial(model.init, train=False)),
-                  step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
+  return Programs(key=ProgramKey.of(config, num_classes, steps), model=model,
+                  init=jax.jit(functools.partial(model.init, train=False)), step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
                   per_batch=per_batch_stepping(config, model, jax.default_backend()),
                   mesh=mesh)
 
 
 class ProgramCache:
-  """The compile cache: at most ``size`` program sets, least recently used dropped first."""
+  """The programs of up to ``size`` keys, least recently used dropped first: one per
+  experiment, so that its grid points and seeds compile each shape once."""
 
   def __init__(self, size: int = 8):
     self.size = size
-    self._programs: collections.OrderedDict[tuple, Programs] = collections.OrderedDict()
+    self._programs: collections.OrderedDict[ProgramKey, Programs] = collections.OrderedDict()
 
   def get(self, config: ExperimentConfig, num_classes: int, steps: int) -> Programs:
-    key = (compile_key(config), config.jit_per_batch, num_classes, steps, jax.default_backend(),
-           device_count(config))
+    key = ProgramKey.of(config, num_classes, steps)
     if key in self._programs:
       self._programs.move_to_end(key)
     else:
-      self._programs[key] = _build_programs(config, num_classes, steps)
+      self._programs[key] = compile_programs(config, num_classes, steps)
       while len(self._programs) > self.size:
         self._programs.popitem(last=False)
     return self._programs[key]
 
-  def clear(self) -> None:
-    self._programs.clear()
-
-
-PROGRAMS = ProgramCache()
+  def __len__(self) -> int:
+    return len(self._programs)

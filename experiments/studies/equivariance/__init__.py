@@ -1,6 +1,6 @@
 """HK6 (assignment C, docs/assignments.md): is a CNN's prediction equivariant to shifts?
 
-Three measurements, every model trained with the engine (:func:`hw.engine.loop.train`) on hw.ops:
+Three measurements, every model trained with the engine (:func:`hw.engine.train`) on hw.ops:
 
 1. **Shift curve.** A CNN (conv 5×5 valid–ReLU–max pool–fc–ReLU–fc, the Q5.3 family) and
    an MLP with the same number of parameters, trained on the standard centred 28×28 MNIST

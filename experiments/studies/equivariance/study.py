@@ -1,5 +1,5 @@
 """The HK6 equivariance study's runner: the models, trained with the engine
-(:func:`hw.engine.loop.train`), the shift curve (28×28), the published protocol (48×48, random
+(:func:`hw.engine.train`), the shift curve (28×28), the published protocol (48×48, random
 placement), why the MLP fails there, and the direct equivariance check."""
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from experiments.studies.equivariance.shared import (
   Settings,
 )
 from hw import metrics
-from hw.engine import loop as core
+from hw.engine import loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split
 
@@ -96,10 +96,11 @@ def run(workdir: str | os.PathLike, *, profile: str, data_dir: str | os.PathLike
   wide_config = _config("mlp_48", "mlp", {"hidden_sizes": (settings.canvas_mlp_hidden,)},
                         settings.canvas_epochs, settings, profile, conv=False)
   wide_programs = _runs.programs_for(wide_config, len(canvas_train.labels))
-  wide_initial = core.init_state(wide_config, wide_programs,
+  wide_initial = loop.init_state(wide_config, wide_programs,
                                  jnp.asarray(canvas_train.images[:wide_config.batch_size]))
   initial_kernel = np.asarray(wide_initial.params["Dense_0"]["kernel"])
-  wide_mlp = _runs.train_model(wide_config, canvas_train, canvas_validation, state=wide_initial)
+  wide_mlp = _runs.train_model(wide_config, canvas_train, canvas_validation, state=wide_initial,
+                              programs=wide_programs)
   offsets = random_offsets(len(test.labels), size, seed=settings.seed + 1)
   centred_test = place(test.images, np.full((len(test.labels), 2), centre), size)
   random_test = place(test.images, offsets, size)

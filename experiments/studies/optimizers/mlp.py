@@ -1,6 +1,11 @@
 """(b) of the optimisers study: the Q4.4 MLP 784–H–ReLU–10 on MNIST from ``hw.ops``, trained
 with every optimiser and learning rate of its grid on the same mini-batches, selected on
-validation and tested once; and the figure of the selected runs."""
+validation and tested once; and the figure of the selected runs.
+
+It trains with a scan of its own, not the engine's loop (:func:`hw.engine.train`): the
+optimisers compared are the hand-written :mod:`hw.optim.transforms` (the engine's registry
+holds optax's), every run takes the same step budget across epochs and is evaluated every
+``eval_every`` steps, and its published numbers come from this loop."""
 from __future__ import annotations
 
 import dataclasses

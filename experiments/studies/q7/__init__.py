@@ -11,7 +11,7 @@
    momentum whose largest rates diverge, then the fixes for the largest rate: a lower rate,
    a larger batch, a decaying schedule, gradient clipping.
 
-Parts 1 and 2 train with the engine (:func:`hw.engine.loop.train`, hooks for the per-epoch
+Parts 1 and 2 train with the engine (:func:`hw.engine.train`, hooks for the per-epoch
 measurements); part 3 needs per-step losses and gradient clipping, which the engine's
 per-epoch records and optimiser registry do not offer, so it runs a small loop of its own
 (optax SGD, gradients from hw.ops' hand-written VJPs as everywhere). Every number in the

@@ -1,6 +1,6 @@
 """Q7 part 1: why deep sigmoid networks train badly. The same 8-hidden-layer MLP with
 sigmoid and with ReLU units, trained alike (SGD with momentum, LeCun-normal init) with the
-engine (:func:`hw.engine.loop.train`, a hook for the per-epoch measurements): loss curves, the
+engine (:func:`hw.engine.train`, a hook for the per-epoch measurements): loss curves, the
 gradient norm of every layer at initialisation and after every epoch, and the state of the
 sigmoid units (mean output, mean derivative σ' = σ(1 − σ), share saturated)."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from experiments.studies import _runs
 from experiments.studies.q7.shared import SATURATED, Settings, _config, _normalized, layer_names
 from hw import ops
-from hw.engine import loop as core
+from hw.engine import loop
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split
 
@@ -53,7 +53,7 @@ def _probe(model, activation, params, images, labels):
           "saturated": saturated}
 
 
-class Probe(core.Hook):
+class Probe(loop.Hook):
   """:func:`probe` after every epoch (and once before training, by :meth:`measure`)."""
 
   def __init__(self, model, images, labels, activation):
@@ -87,12 +87,13 @@ def deep_networks(split: _runs.MnistSplits, settings: Settings, profile: str) ->
                      learning_rate=settings.deep_learning_rate, settings=settings,
                      profile=profile).replace(weight_scale=weight_scale)
     programs = _runs.programs_for(config, len(train.labels))
-    state = core.init_state(config, programs, jnp.asarray(train.images[:config.batch_size]))
+    state = loop.init_state(config, programs, jnp.asarray(train.images[:config.batch_size]))
     hook = Probe(programs.model, probe_images, probe_labels, activation)
     hook.measure(0, state.params)
-    initial_loss, initial_accuracy = core.evaluate(
+    initial_loss, initial_accuracy = loop.evaluate(
         state, programs, _device(validation, config))
-    trained = _runs.train_model(config, train, validation, hooks=[hook], state=state)
+    trained = _runs.train_model(config, train, validation, hooks=[hook], state=state,
+                                programs=programs)
     test = _runs.head(split.test, settings.test_size)
     test_accuracy, top_k = trained.accuracy_and_top_k(test.images, test.labels)
     runs[name] = {

@@ -1,5 +1,5 @@
 """Q7 part 2: dropout at inference. One network trained with inverted dropout (with the
-engine, :func:`hw.engine.loop.train`), evaluated with the inverted rule (no mask, no scaling),
+engine, :func:`hw.engine.train`), evaluated with the inverted rule (no mask, no scaling),
 with train-time masks left on, with the average of many masked passes, and as plain dropout
 without the test-time rescaling."""
 from __future__ import annotations
