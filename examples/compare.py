@@ -59,18 +59,19 @@ def _chex(order):
 
 
 def _gradcheck(order, batched):
+  """gradcheck (order 1), then gradgradcheck (order 2), on the rule's PyTorch twin."""
   import torch  # only with PyTorch installed: see TOOLS
   from vjp_demo import torch_twins
   twin_of = {**{PLANTED[n].f: torch_twins.PLANTED[n] for n in PLANTED},
              **{CORRECT[n].f: torch_twins.CORRECT[n] for n in CORRECT}}
   checks = [torch.autograd.gradcheck] + ([torch.autograd.gradgradcheck] if order == 2 else [])
+  options = {"check_batched_grad": True} if batched else {}
 
   def run(p):
     twin = twin_of[p.f]
     for check in checks:
       torch.manual_seed(0)  # gradgradcheck draws its cotangents with torch's generator
-      kwargs = {"check_batched_grad": True} if batched else {}
-      if not check(twin.apply, torch_twins.inputs(p.args()), **kwargs):
+      if not check(twin.apply, torch_twins.inputs(p.args()), **options):
         raise AssertionError(f"{check.__name__} returned False")
   return run
 
