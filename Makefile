@@ -18,10 +18,13 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # PyTorch's CPU-only wheel comes from its own index (the default index serves the CUDA
-# build with gigabytes of NVIDIA packages); TORCH_INDEX overrides it.
+# build with gigabytes of NVIDIA packages); TORCH_INDEX overrides it. When that index is
+# unreachable, the same pinned version comes from the default index (the CUDA build there).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_VERSION ?= 2.13.0
 $(BIN)/.installed-bench: $(BIN)/.installed
-	$(BIN)/pip install -q --index-url $(TORCH_INDEX) torch==2.13.0
+	$(BIN)/pip install -q --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION) \
+	  || $(BIN)/pip install -q torch==$(TORCH_VERSION)
 	touch $@
 
 reproduce: $(BIN)/.installed

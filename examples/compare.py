@@ -1,6 +1,6 @@
 """Measure which planted wrong backward rules each gradient checker detects.
 
-    PYTHONPATH=.:examples python examples/compare.py [--markdown]
+    PYTHONPATH=.:examples python examples/compare.py   # prints the Markdown table
 
 Every tool gets the same float64 inputs (``vjp_demo.planted``). "Detected" means the
 call raised (an assertion or any other error); the correct twin of every rule is run
@@ -13,13 +13,20 @@ too, and a raise there is a false alarm. Tools:
 * ``chex``: ``chex.assert_numerical_grads(f, args, order, modes=["rev"])`` (it calls
   ``check_grads`` with an absolute tolerance of 0.01 × the first input's size), orders 1
   and 2. With its default modes it raises ``TypeError`` on every ``custom_vjp``, correct
-  or not (it applies forward mode), so ``modes=["rev"]`` is passed.
-
-``torch.autograd.gradcheck`` is not measured: PyTorch cannot be installed here.
+  or not (it applies forward mode), so ``modes=["rev"]`` is passed;
+* ``gradcheck`` (only when PyTorch is installed): ``torch.autograd.gradcheck(fn, inputs)``
+  with its defaults on the ``torch.autograd.Function`` twin of each rule
+  (``vjp_demo.torch_twins``: same forward, same wrong or right backward, float64 tensors
+  made from the same arrays); then that plus ``torch.autograd.gradgradcheck`` (finite
+  differences of the backward against its own derivative: the analogue of order 2); then
+  both with ``check_batched_grad=True`` (the backward under ``vmap`` over a batch of
+  cotangents, not of inputs). "Detected" there also counts a ``False`` return.
+  ``gradgradcheck`` draws random cotangents: torch is seeded with 0 before each call.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import chex
@@ -51,6 +58,24 @@ def _chex(order):
   return run
 
 
+def _gradcheck(order, batched):
+  """gradcheck (order 1), then gradgradcheck (order 2), on the rule's PyTorch twin."""
+  import torch  # only with PyTorch installed: see TOOLS
+  from vjp_demo import torch_twins
+  twin_of = {**{PLANTED[n].f: torch_twins.PLANTED[n] for n in PLANTED},
+             **{CORRECT[n].f: torch_twins.CORRECT[n] for n in CORRECT}}
+  checks = [torch.autograd.gradcheck] + ([torch.autograd.gradgradcheck] if order == 2 else [])
+  options = {"check_batched_grad": True} if batched else {}
+
+  def run(p):
+    twin = twin_of[p.f]
+    for check in checks:
+      torch.manual_seed(0)  # gradgradcheck draws its cotangents with torch's generator
+      if not check(twin.apply, torch_twins.inputs(p.args()), **options):
+        raise AssertionError(f"{check.__name__} returned False")
+  return run
+
+
 TOOLS = {
     "check_vjp (reference, order 2)": _check_vjp(2, True),
     "check_vjp (no reference, order 2)": _check_vjp(2, False),
@@ -59,6 +84,12 @@ TOOLS = {
     "chex.assert_numerical_grads (rev, order 1)": _chex(1),
     "chex.assert_numerical_grads (rev, order 2)": _chex(2),
 }
+if importlib.util.find_spec("torch") is not None:
+  TOOLS.update({
+      "gradcheck (defaults)": _gradcheck(1, batched=False),
+      "gradcheck + gradgradcheck": _gradcheck(2, batched=False),
+      "gradcheck + gradgradcheck (check_batched_grad)": _gradcheck(2, batched=True),
+  })
 
 
 def raises(run, p) -> bool:

@@ -1,4 +1,4 @@
-"""Ten planted wrong backward rules (and their correct twins), for measuring what a
+"""Eleven planted wrong backward rules (and their correct twins), for measuring what a
 gradient checker catches. ``PLANTED[name]`` is a ``Planted`` with the wrong function,
 the plain-JAX reference, the inputs and what is wrong; ``CORRECT`` holds the correct
 versions of the same ops on the same inputs (a checker must pass those).
