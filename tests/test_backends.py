@@ -12,7 +12,7 @@ import pytest
 
 from hw import ops
 from hw import backends
-from hw.engine import loop
+from hw.engine import loop, steps
 from hw.engine.experiment_data import DeviceSplit
 
 
@@ -130,12 +130,17 @@ class _Mesh:
   size: int
 
 
-def _fake_programs(devices: int) -> loop.Programs:
+class _FakePrograms(steps.Programs):
+  def feed(self, index, keys):  # no real mesh to shard over: the step gets them as they are
+    return index, keys
+
+
+def _fake_programs(devices: int) -> steps.Programs:
   def step(state, images, labels, index, key):
     _Loss.events.append(("step", state))
     return state + 1, _Loss(state), np.int32(0)
 
-  return loop.Programs(model=None, init=None, step=step, chunk=None, evaluate=None,
+  return _FakePrograms(key=None, model=None, init=None, step=step, chunk=None, evaluate=None,
                        per_batch=True, mesh=_Mesh(devices) if devices > 1 else None)
 
 
