@@ -82,7 +82,7 @@ def _trains(default: Any = dataclasses.MISSING, **kwargs) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  """Everything that defines one experiment (one SPEC question).
+  """Everything that defines one experiment (one question of the assignments, docs/assignments.md).
 
   A grid maps a field name (a top-level field, or ``model.<kwarg>`` for a model keyword)
   to the values tried (or is a list of points); every combination is trained on the train split, the best by

@@ -224,7 +224,7 @@ _SPECS = (
            _binary_loss_cases(kink=False)),
     OpSpec("hinge_loss", hw.ops.hinge_loss, ref.hinge_loss, _binary_loss_cases(kink=True)),
     OpSpec("squared_error", hw.ops.squared_error, ref.squared_error, squared_error_cases),
-    # SPEC D's t-SNE costs KL(P‖Q), Student-t and Gaussian Q (hw.tsne, beyond hw.ops).
+    # Assignment D's t-SNE costs KL(P‖Q), Student-t and Gaussian Q (hw.tsne, beyond hw.ops).
     OpSpec("tsne_kl", hw.tsne.tsne_kl, tsne_reference.tsne_kl, tsne_verification.make_cases),
     OpSpec("sne_kl", hw.tsne.sne_kl, tsne_reference.sne_kl, tsne_verification.make_cases),
 )
