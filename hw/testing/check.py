@@ -16,12 +16,15 @@ output may be a pytree of floating arrays.
 
 Intent, stated three ways (the checks compare the rule with it):
 
-* ``reference``: a function with the same signature whose autodiff VJP is the intended
-  one (the true gradient: the same function in plain JAX; a straight-through estimator:
-  the function whose derivative it uses);
+* ``reference``: a function with the same signature and the same values whose autodiff
+  VJP is the intended one and equals its own derivative (the true gradient: the same
+  function in plain JAX). Its values and finite differences are compared too, so a
+  reference built with ``stop_gradient`` does not state a straight-through estimator or a
+  reversed gradient: use ``vjp`` for those;
 * ``vjp``: the intended VJP itself, ``vjp(args, cotangent, **kwargs) -> cotangents`` (a
   tuple with one cotangent per differentiated argument, in ``argnums`` order), for a rule
-  that is no function's VJP (JAX's ``clip_gradient``): then the linearity check
+  that is no function's VJP (JAX's ``clip_gradient``, a straight-through estimator, a
+  gradient-reversal layer): then the linearity check
   (``zero cotangent``), finite differences, the Taylor test and the second order are
   skipped, each with that reason;
 * ``no_gradient``: outputs whose cotangent the rule ignores by design (a term for
