@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import case_function
 from hw.testing._core import errors, fast_compilation, jit
 from hw.verification import registry
 
@@ -40,15 +41,7 @@ def _rounded(value, dtype):
 def _forward_and_vjp(spec, case, dtype, cotangent_seed=0):
   """(output, VJP of the differentiable inputs) of ``spec`` on ``case`` in ``dtype``."""
   args = [_rounded(a, dtype) for a in case.args]
-  op = spec.bind()
-
-  def call(*inputs):
-    full = list(args)
-    for position, value in zip(case.differentiable, inputs):
-      full[position] = value
-    return op(*full, **case.kwargs)
-
-  inputs = tuple(args[i] for i in case.differentiable)
+  call, inputs = case_function(spec.bind(), case, args)
   shape = jax.eval_shape(call, *inputs)
   rng = np.random.default_rng(cotangent_seed)
   cotangent = jnp.asarray(jnp.asarray(rng.standard_normal(shape.shape), jnp.bfloat16), dtype)

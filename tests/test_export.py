@@ -23,6 +23,7 @@ import pytest
 from jax import export
 from jax.sharding import AbstractMesh
 
+from helpers import case_function
 from hw import backends
 from hw.engine import loop, randomness, steps
 from hw.engine.config import ExperimentConfig
@@ -151,18 +152,12 @@ def op_programs(spec, dtype) -> tuple[Callable, Callable, tuple]:
   """(forward, vjp, differentiable inputs) of ``spec``'s first case in ``dtype``."""
   case = spec.make_cases(registry.case_key(0, spec.name))[0]
   args = [_as(a, dtype) for a in case.args]
-  op = spec.bind()
-
-  def call(*inputs):
-    full = list(args)
-    for position, value in zip(case.differentiable, inputs):
-      full[position] = value
-    return op(*full, **case.kwargs)
+  call, inputs = case_function(spec.bind(), case, args)
 
   def vjp(inputs, cotangent):
     return jax.vjp(call, *inputs)[1](cotangent)
 
-  return jax.jit(call), jax.jit(vjp), tuple(args[i] for i in case.differentiable)
+  return jax.jit(call), jax.jit(vjp), inputs
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
