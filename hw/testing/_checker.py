@@ -12,7 +12,7 @@ from jax import lax
 
 from hw.testing._binding import Binding
 from hw.testing._core import jit as _jit
-from hw.testing._numerics import _Numerics, _compare_batched, _flat, _index
+from hw.testing._numerics import _Numerics, _compare_batched, _flat, _index, _non_finite
 from hw.testing.report import Row
 
 _UNJITTABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
@@ -311,13 +311,12 @@ class _Checker(_Numerics):
 
   def _reject_non_finite(self, who, leaves):
     for name, leaf in zip(self.out_names, leaves):
-      values = np.asarray(leaf, np.float64)
-      bad = ~np.isfinite(values)
-      if bad.any():
-        first = int(np.argmax(bad.ravel()))
+      found = _non_finite(leaf)
+      if found:
+        count, index, value = found
         raise ValueError(
-            f"check_vjp: {who} returns {values.ravel()[first]} at {name}"
-            f"{_index(values.shape, first)} ({int(bad.sum())} non-finite value(s)) though "
+            f"check_vjp: {who} returns {value} at {name}{index} ({count} non-finite "
+            "value(s)) though "
             "every input is finite: gradients are only checked where the function is "
             "finite (move the point, or fix the forward pass)")
 

@@ -30,6 +30,17 @@ def _index(shape, flat: int) -> str:
   return str(tuple(int(i) for i in np.unravel_index(flat, shape)))
 
 
+def _non_finite(leaf) -> tuple[int, str, float] | None:
+  """(how many, index of the first, its value) of the non-finite entries of ``leaf``;
+  None when every entry is finite."""
+  values = np.asarray(leaf, np.float64)
+  bad = ~np.isfinite(values)
+  if not bad.any():
+    return None
+  first = int(np.argmax(bad.ravel()))
+  return int(bad.sum()), _index(values.shape, first), float(values.ravel()[first])
+
+
 def _compare_batched(name: str, check: str, actual, expected, tolerance: float,
                      ct_label: Callable[[int], str] | None = None, rule: str = "") -> Row:
   """A row for ``actual`` vs ``expected`` (optionally with a leading cotangent axis).

@@ -74,12 +74,11 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import numpy as np
 
 from hw.testing._binding import Binding
 from hw.testing._checker import _Checker
 from hw.testing._core import Case, fast_compilation
-from hw.testing._numerics import _index
+from hw.testing._numerics import _non_finite
 from hw.testing.report import Row, VJPReport
 
 DEFAULT_RTOL = 1e-9
@@ -174,15 +173,12 @@ def check_vjp(f: Callable, *args, kwargs: Mapping[str, Any] | None = None,
   fd_step = DEFAULT_FD_STEP if fd_step is None else fd_step
   binding = Binding(f, args, kwargs, argnums)
   for leaf, kind, leaf_name in zip(binding.leaves, binding.kinds, binding.names):
-    if kind == "float":
-      values = np.asarray(leaf, np.float64)
-      bad = ~np.isfinite(values)
-      if bad.any():
-        first = int(np.argmax(bad.ravel()))
-        raise ValueError(
-            f"check_vjp: input {leaf_name} has {int(bad.sum())} non-finite value(s) "
-            f"(first at {_index(values.shape, first)}: {values.ravel()[first]}); "
-            "gradients are only checked at finite points")
+    found = _non_finite(leaf) if kind == "float" else None
+    if found:
+      count, index, value = found
+      raise ValueError(
+          f"check_vjp: input {leaf_name} has {count} non-finite value(s) (first at {index}: "
+          f"{value}); gradients are only checked at finite points")
   skip_fd = None
   if isinstance(kinks, str):
     skip_fd = kinks
