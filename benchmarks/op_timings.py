@@ -17,7 +17,7 @@ import optax
 from jax import lax
 
 from benchmarks import architectures as arch
-from benchmarks import timing
+from benchmarks import roofline, timing
 from benchmarks.models_torch import torch
 from hw import ops
 
@@ -41,6 +41,7 @@ class OpCase:
   torch_impl: tuple[Callable[..., Any], list[np.ndarray], list[np.ndarray]] | None
   # torch_impl: (fn, diff_args, other_args) with arrays already in torch's layout
   torch_threads: Sequence[int] = ()   # set_num_threads settings, each measured
+  flops: float | None = None   # nominal FLOPs of one forward + backward (conv, linear)
 
 
 def jax_runners(impl: JaxImpl) -> tuple[timing.Runner, timing.Runner]:
@@ -275,6 +276,7 @@ def cases_for(architectures: Sequence[arch.Architecture], *, batch: int,
         case = _dropout_case(shape, layer, rng)
       else:
         continue
+      case.flops = roofline.layer_flops(layer, shape, input_grad=after_parameters) or None
       after_parameters = after_parameters or isinstance(layer, (arch.Conv, arch.Dense))
       if case.op not in ops:
         continue
@@ -321,4 +323,4 @@ def measure(case: OpCase, *, rounds: int, target_s: float) -> dict[str, Any]:
     q1, med, q3 = timing.quartiles(per_round)
     speedups[name] = {"median": med, "q1": q1, "q3": q3}
   return {"op": case.op, "shape": case.shape, "models": case.models, "impls": impls,
-          "speedup_of_hw_fb": speedups}
+          "speedup_of_hw_fb": speedups, "flops": case.flops}

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmarks import roofline
 from hw import plotting
 
 IMPLS = {"a": "hw.ops (hand-written VJPs)", "b": "JAX autodiff (flax.linen/lax)",
@@ -21,9 +22,10 @@ IMPLS = {"a": "hw.ops (hand-written VJPs)", "b": "JAX autodiff (flax.linen/lax)"
          "c1t": "the same PyTorch model with one thread",
          "c*": "the faster of the PyTorch settings in each round (the conservative comparison)"}
 MODEL_COLUMNS = ["model", "a img/s", "b img/s", "c img/s", "c1t img/s", "a/b [IQR]",
-                 "a/c [IQR]", "a/c* [IQR]", "epoch s a", "epoch s b", "epoch s c*"]
+                 "a/c [IQR]", "a/c* [IQR]", "epoch s a", "epoch s b", "epoch s c*",
+                 "a GFLOP/s (% peak)", "c GFLOP/s (% peak)"]
 OP_COLUMNS = ["op", "shape", "models", "hw fwd", "hw bwd", "hw f+b", "autodiff f+b",
-              "torch f+b", "autodiff/hw", "torch/hw"]
+              "torch f+b", "autodiff/hw", "torch/hw", "hw GFLOP/s (% peak)"]
 TARGET_AB, TARGET_AC, STRETCH_AC = 1.0, 1.0, 1.5
 
 
@@ -49,7 +51,17 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
   return "\n".join(lines)
 
 
-def model_rows(models: Sequence[dict[str, Any]]) -> list[list[str]]:
+def _roofline(flops: float | None, ms: float | None, peak: dict[str, Any] | None) -> str:
+  """'GFLOP/s (percent of the peak)' of ``flops`` in ``ms`` milliseconds; – where unknown."""
+  gflops, fraction = roofline.rate(flops, None if ms is None else ms * 1e-3,
+                                   (peak or {}).get("peak_gflops"))
+  if gflops is None:
+    return "–"
+  return f"{gflops:.0f}" + ("" if fraction is None else f" ({100 * fraction:.0f}%)")
+
+
+def model_rows(models: Sequence[dict[str, Any]],
+               peak: dict[str, Any] | None = None) -> list[list[str]]:
   rows = []
   for m in models:
     ips, epoch = m["images_per_s"], m["epoch_s_estimate"]
@@ -57,7 +69,9 @@ def model_rows(models: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows.append([m["name"]] + [_fmt(ips.get(k, {}).get("median")) for k in ("a", "b", "c", "c1t")]
                 + [_ratio(m["ratios"].get(k)) for k in ("a/b", "a/c", "a/c*")]
                 + [_fmt(epoch.get(k), 1) for k in "ab"]
-                + [_fmt(min(torch_epochs) if torch_epochs else None, 1)])
+                + [_fmt(min(torch_epochs) if torch_epochs else None, 1)]
+                + [_roofline(m.get("train_flops"), m["step_ms"].get(k), peak)
+                   for k in ("a", "c")])
   return rows
 
 
@@ -74,7 +88,8 @@ def cpu_rows(models: Sequence[dict[str, Any]]) -> list[list[str]]:
   return rows
 
 
-def op_rows(ops: Sequence[dict[str, Any]]) -> list[list[str]]:
+def op_rows(ops: Sequence[dict[str, Any]],
+            peak: dict[str, Any] | None = None) -> list[list[str]]:
   rows = []
   for o in ops:
     impls, speed = o["impls"], o["speedup_of_hw_fb"]
@@ -83,7 +98,8 @@ def op_rows(ops: Sequence[dict[str, Any]]) -> list[list[str]]:
                  _fmt(hw["fwd_ms"], 3), _fmt(hw["bwd_ms"], 3), _fmt(hw["fb_ms"], 3),
                  _fmt(impls.get("autodiff", {}).get("fb_ms"), 3),
                  _fmt(impls.get("torch", {}).get("fb_ms"), 3),
-                 _ratio(speed.get("autodiff")), _ratio(speed.get("torch"))])
+                 _ratio(speed.get("autodiff")), _ratio(speed.get("torch")),
+                 _roofline(o.get("flops"), hw["fb_ms"], peak)])
   return rows
 
 
@@ -182,6 +198,18 @@ def analysis(models: Sequence[dict[str, Any]], ops: Sequence[dict[str, Any]]) ->
   return lines
 
 
+def _peak_text(peak: dict[str, Any] | None) -> str:
+  if not peak:
+    return "Roofline: no peak measured."
+  rates = ", ".join(f"{name} {value:.0f}" for name, value in peak["gflops"].items())
+  return (f"Roofline: GFLOP/s are nominal (direct convolution and matmul arithmetic of the "
+          f"forward pass, dW and dX — no dX for the first layer; pooling, batch norm, "
+          f"dropout and the loss left out), divided by the median step time; % peak is that "
+          f"rate over this run's float32 matmul peak, {peak['peak_gflops']:.0f} GFLOP/s "
+          f"(a {peak['size']}² matmul, interleaved: {rates} GFLOP/s). A path doing less "
+          f"arithmetic than the direct sum (Winograd on 3×3 layers) can exceed 100%.")
+
+
 def render_markdown(result: dict[str, Any]) -> str:
   facts, models, ops = result["machine"], result["models"], result["ops"]
   lines = ["# Benchmarks: hand-written VJPs vs JAX autodiff vs PyTorch (CPU)", ""]
@@ -202,8 +230,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["## Train-step throughput (images/s, median over rounds)", ""]
     lines += [f"- **{k}**: {v}" for k, v in IMPLS.items()]
     lines.append("")
-    lines.append(markdown_table(MODEL_COLUMNS, model_rows(models)))
-    lines += ["", "Ratios are medians of per-round ratios (each round times a, b, c back to "
+    lines.append(markdown_table(MODEL_COLUMNS, model_rows(models, result.get("peak"))))
+    lines += ["", _peak_text(result.get("peak")), "", "Ratios are medians of per-round ratios (each round times a, b, c back to "
               "back), with the interquartile range. Epoch seconds are estimated as (training "
               "images per epoch / batch) × the median step time (MNIST: 54,000 images, 540 "
               "steps of 100; CIFAR-10: 45,000 images, 450 steps). The a/c target is "
@@ -238,7 +266,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                  "fixed cotangent; bwd = f+b − fwd. Ratios > 1: hw.ops is faster "
                  "(median of per-round ratios of f+b times, [IQR]).")
     lines.append("")
-    lines.append(markdown_table(OP_COLUMNS, op_rows(ops)))
+    lines.append(markdown_table(OP_COLUMNS, op_rows(ops, result.get("peak"))))
     alternatives = alternative_rows(ops)
     if alternatives:
       lines += ["", "Other JAX formulations (autodiff):", ""]
@@ -251,12 +279,12 @@ def render_markdown(result: dict[str, Any]) -> str:
 
 def print_console(result: dict[str, Any]) -> None:
   if result["models"]:
-    print(markdown_table(MODEL_COLUMNS, model_rows(result["models"])))
+    print(markdown_table(MODEL_COLUMNS, model_rows(result["models"], result.get("peak"))))
     print()
     print("\n".join(_target_lines(targets(result["models"]))))
   if result["ops"]:
     print()
-    print(markdown_table(OP_COLUMNS, op_rows(result["ops"])))
+    print(markdown_table(OP_COLUMNS, op_rows(result["ops"], result.get("peak"))))
 
 
 CHART = "bench_ratios.png"

@@ -32,8 +32,10 @@ import numpy as np
 
 import experiments
 from benchmarks import architectures as arch
-from benchmarks import machine, models_torch, op_timings, report, timing
+from benchmarks import machine, models_torch, op_timings, report, roofline, timing
 from benchmarks import models_autodiff as jax_models
+from hw import backends
+from hw.engine import host_memory
 
 DEFAULT_MODELS = ("q4_4", "q5_3", "q5_4")
 CIFAR_MODELS = ("q6_1", "q6_2")   # 32×32×3 inputs; not in the default run, make bench adds them
@@ -147,6 +149,7 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
       "cpu_ms_per_step": {k: timing.quartiles(v)[1] * 1e3 for k, v in cpu.items()},
       "cpu_ratios": cpu_ratios,
       "epoch_images": architecture.epoch_images,
+      "train_flops": roofline.train_step_flops(architecture, batch),
       "epoch_s_estimate": {k: ms * 1e-3 * architecture.epoch_images / batch
                            for k, ms in step_ms.items()},
       "final_loss": {k: t.last_loss for k, t in trainers.items()},
@@ -199,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                " intra_op_parallelism_threads=1").strip()
   began = time.perf_counter()
   facts = machine.facts()
+  # as the training engine does on the CPU; the process-wide setting serves a, b and c alike
+  facts["keep_freed_memory"] = (backends.current().keep_freed_memory
+                                and host_memory.keep_freed_memory())
   use_torch = models_torch.available() and not args.no_torch
   torch_threads = models_torch.thread_settings(args.torch_threads) if use_torch else []
   if not use_torch:
@@ -206,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           ("--no-torch" if args.no_torch else "torch is not installed (make bench installs it)"),
           file=sys.stderr)
   architectures = [arch.load(name) for name in args.model_list]
+  print("[bench] float32 matmul peak (roofline column)", file=sys.stderr)
+  peak = roofline.measure_peak(rounds=args.rounds, target_s=args.seconds,
+                               with_torch=bool(torch_threads))
 
   models = []
   for architecture in architectures:
@@ -234,7 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"three; {args.rounds} interleaved rounds per "
               f"model (order rotated each round) after warm-up, ~{args.seconds:g} s per "
               f"measurement; per-op: {args.op_rounds} rounds. JAX steps are one jitted call "
-              f"(donated state); PyTorch is eager, NCHW.")
+              f"(donated state); PyTorch is eager, NCHW. Freed host memory kept for reuse "
+              f"(hw.engine.host_memory, as the training engine on the CPU; one process, so "
+              f"for a, b and c alike): "
+              f"{'yes' if facts['keep_freed_memory'] else 'no (not glibc)'}.")
   load_start = facts["load_average_at_start"]
   noise = None
   if load_start and facts["cpu_count"] and load_start[0] > facts["cpu_count"]:
@@ -247,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "machine": facts, "torch_threads": torch_threads,
       "settings_text": settings, "noise_note": noise,
       "models": models, "ops": ops, "epochs": epochs, "reproduce": reproduce,
+      "peak": peak,
       "targets": report.targets(models),
       "load_average_at_end": machine.load_average(),
       "wall_s": time.perf_counter() - began,

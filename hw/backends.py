@@ -22,6 +22,11 @@ gets :data:`ACCELERATOR`.
   (gathers / averaging matrices). The same on every backend: the block path is fewer,
   simpler operations everywhere.
 
+- **Host memory.** ``keep_freed_memory``: training asks glibc to keep freed memory for
+  reuse instead of unmapping it (:mod:`hw.engine.host_memory`): XLA:CPU allocates every
+  step's buffers afresh, and each step page-faulted them in again. On the CPU only (an
+  accelerator's step does not run in host buffers).
+
 The CPU thresholds (:class:`ConvThresholds`) were chosen with ``python -m
 benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
 
@@ -31,14 +36,30 @@ benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
   ones use lax convolutions. The forward pass of a narrow layer is an im2col matmul only
   when it also has at most ``im2col_forward_max_output_channels`` output channels (lax is
   faster for 1 -> 32 channels).
+- A narrow layer with at most ``narrow_lax_max_output_channels`` output channels is lax
+  throughout: its im2col dW is a matmul only that many columns wide, which XLA:CPU runs at
+  a small fraction of its peak (32×32×3 -> 8 SAME: dW 4.3 ms by im2col, 2.6 ms by the lax
+  correlation; the CIFAR handout net's step 1.36× faster, ``docs/results/speed.md``).
 - A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤
   ``shift_forward_max_macs``) computes its forward pass as KH·KW·C shifted slices of X
   times a row of W, summed: one fused elementwise loop, faster than XLA:CPU's convolution
   or an im2col matmul for a small first layer such as 1 -> 16 channels 3×3.
+- Past that, a narrow layer with more than ``im2col_forward_max_output_channels`` output
+  channels takes the lax forward pass only with at most ``lax_forward_max_input_channels``
+  input channels: XLA:CPU's convolution is fast with one input channel and slow with three
+  (forward + dW with freed memory kept: 5×5 1 -> 32 on 28×28 2.4 ms by lax against 3.5 by
+  shifted slices; 3×3 3 -> 32 on 32×32 14.1 ms against 6.9, 3 -> 64 13.4 against 9.5; the
+  CIFAR improved net's step 1.05× faster). Wider-input narrow layers take the shifted
+  slices.
 - A wide layer with a small kernel (KH·KW ≤ ``matmul_kernel_grad_max_taps``) and a small
   output (OH·OW ≤ ``matmul_kernel_grad_max_positions``) computes dW as one matmul of
   channel-major patches with dY: faster than XLA:CPU's dW convolution for 3×3 kernels on
   small outputs, slower with larger outputs or 5×5 kernels.
+- A wide 3×3 layer at stride 1 with at least ``winograd_min_input_channels`` input
+  channels computes all three passes by Winograd F(2×2, 3×3) (2.25× fewer multiplies; its
+  16 matmuls contract over C, which must be wide enough to run near the matmul peak):
+  1.4-2.3× faster than the lax path on the 3×3 layers of the CIFAR nets with 32 to 256
+  input channels, no faster with 8.
 - A wide layer with a tiny output (OH·OW ≤ ``im2col_max_positions``, e.g. 3×3 SAME on the
   2×2 maps at the end of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run
   8-14× slower there than the matmuls, and no faster on 4×4 maps.
@@ -76,11 +97,14 @@ import jax
 class ConvThresholds:
   """The CPU's shape rule for conv2d (see the module docstring for each number's reason)."""
   im2col_max_input_channels: int = 4
+  narrow_lax_max_output_channels: int = 8
   im2col_forward_max_output_channels: int = 15
   shift_forward_max_macs: int = 784
+  lax_forward_max_input_channels: int = 1
   matmul_kernel_grad_max_taps: int = 9
   matmul_kernel_grad_max_positions: int = 121
   im2col_max_positions: int = 4
+  winograd_min_input_channels: int = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,18 +112,21 @@ class BackendChoices:
   """What one backend runs. ``conv2d``: "by_shape" (the rule of :func:`conv2d_algorithm`
   with ``conv``) or an algorithm name used for every layer; ``basis``: where the choices
   come from (a measurement, or a stated default); ``mesh_one_step_at_a_time``: a
-  data-parallel epoch waits for each step before dispatching the next."""
+  data-parallel epoch waits for each step before dispatching the next;
+  ``keep_freed_memory``: training asks the C library to keep freed host memory
+  (:mod:`hw.engine.host_memory`)."""
   conv_nets_per_batch: bool
   conv2d: str
   conv: ConvThresholds | None
   pool_blocks_when_tiling: bool
   mesh_one_step_at_a_time: bool
   basis: str
+  keep_freed_memory: bool = False
 
 
 CPU = BackendChoices(
     conv_nets_per_batch=True, conv2d="by_shape", conv=ConvThresholds(),
-    pool_blocks_when_tiling=True, mesh_one_step_at_a_time=True,
+    pool_blocks_when_tiling=True, mesh_one_step_at_a_time=True, keep_freed_memory=True,
     basis="measured on a 2-core CPU (benchmarks.conv_algorithms, make bench; "
           "docs/results/measurements.md)")
 ACCELERATOR = BackendChoices(
@@ -153,26 +180,36 @@ def per_batch_stepping(jit_per_batch: bool | None, is_conv_net: bool, backend: s
 
 
 def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
-                     backend: str | None = None) -> str:
-  """conv2d's automatic algorithm for a (KH, KW, C, F) kernel and an (OH, OW) output on
-  ``backend`` (None: :func:`name`). The CPU's rule, in order: C ≤ im2col_max_input_channels
-  → "shift" if KH·KW·C·F ≤ shift_forward_max_macs, else "im2col" if F ≤
-  im2col_forward_max_output_channels, else "lax_im2col"; OH·OW ≤ im2col_max_positions →
-  "im2col"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW ≤
-  matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
+                     backend: str | None = None, *, stride: tuple[int, int] = (1, 1)) -> str:
+  """conv2d's automatic algorithm for a (KH, KW, C, F) kernel, an (OH, OW) output and a
+  stride on ``backend`` (None: :func:`name`). The CPU's rule, in order: C ≤
+  im2col_max_input_channels → "lax" if F ≤ narrow_lax_max_output_channels, else "shift" if
+  KH·KW·C·F ≤ shift_forward_max_macs, else "im2col" if F ≤
+  im2col_forward_max_output_channels, else "lax_im2col" if C ≤
+  lax_forward_max_input_channels, else "shift"; OH·OW ≤
+  im2col_max_positions → "im2col"; a 3×3 kernel at stride 1 with C ≥
+  winograd_min_input_channels → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
+  ≤ matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
   row = choices(name() if backend is None else backend)
   if row.conv2d != "by_shape":
     return row.conv2d
   limits = row.conv
   kernel_hw, channels, filters = w_shape[:2], w_shape[2], w_shape[3]
   if channels <= limits.im2col_max_input_channels:
+    if filters <= limits.narrow_lax_max_output_channels:
+      return "lax"
     if math.prod(w_shape) <= limits.shift_forward_max_macs:
       return "shift"
     if filters <= limits.im2col_forward_max_output_channels:
       return "im2col"
-    return "lax_im2col"
+    if channels <= limits.lax_forward_max_input_channels:
+      return "lax_im2col"
+    return "shift"
   if math.prod(out_hw) <= limits.im2col_max_positions:
     return "im2col"
+  if (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
+      and channels >= limits.winograd_min_input_channels):
+    return "winograd"
   if (math.prod(kernel_hw) <= limits.matmul_kernel_grad_max_taps
       and math.prod(out_hw) <= limits.matmul_kernel_grad_max_positions):
     return "lax_matmul_dw"

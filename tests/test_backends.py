@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import platform
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,28 +24,35 @@ def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_sca
   assert gpu == tpu == backends.ACCELERATOR
   assert not gpu.conv_nets_per_batch and gpu.conv2d == "lax" and gpu.conv is None
   assert cpu.mesh_one_step_at_a_time and not gpu.mesh_one_step_at_a_time
+  assert cpu.keep_freed_memory and not gpu.keep_freed_memory
   assert backends.choices("rocm-like-unknown") == backends.ACCELERATOR
   assert "never measured" in gpu.basis and "measured" in cpu.basis
 
 
-@pytest.mark.parametrize("w_shape, out_hw, cpu", [
-    ((3, 3, 1, 16), (26, 26), "shift"),         # C ≤ 4, KH·KW·C·F = 144 ≤ 784
-    ((7, 7, 2, 10), (22, 22), "im2col"),        # C ≤ 4, 980 MACs, F ≤ 15
-    ((5, 5, 1, 32), (24, 24), "lax_im2col"),    # C ≤ 4, 800 MACs, F > 15
-    ((3, 3, 64, 64), (2, 2), "im2col"),         # wide, OH·OW ≤ 4
-    ((3, 3, 32, 64), (11, 11), "lax_matmul_dw"),  # wide, 3×3, OH·OW ≤ 121
-    ((3, 3, 32, 64), (12, 12), "lax"),
-    ((5, 5, 32, 64), (8, 8), "lax"),
+@pytest.mark.parametrize("w_shape, out_hw, stride, cpu", [
+    ((3, 3, 3, 8), (32, 32), 1, "lax"),            # C ≤ 4, F ≤ 8
+    ((3, 3, 1, 16), (26, 26), 1, "shift"),         # C ≤ 4, KH·KW·C·F = 144 ≤ 784
+    ((7, 7, 2, 10), (22, 22), 1, "im2col"),        # C ≤ 4, 980 MACs, F ≤ 15
+    ((5, 5, 1, 32), (24, 24), 1, "lax_im2col"),    # C = 1, 800 MACs, F > 15
+    ((3, 3, 3, 32), (32, 32), 1, "shift"),         # C = 3, 864 MACs, F > 15
+    ((3, 3, 64, 64), (2, 2), 1, "im2col"),         # wide, OH·OW ≤ 4
+    ((3, 3, 16, 32), (11, 11), 1, "winograd"),     # 3×3, stride 1, C ≥ 16
+    ((3, 3, 256, 256), (4, 4), 1, "winograd"),
+    ((3, 3, 8, 64), (11, 11), 1, "lax_matmul_dw"),  # C < 16, 3×3, OH·OW ≤ 121
+    ((3, 3, 32, 64), (11, 11), 2, "lax_matmul_dw"),  # stride 2: no Winograd
+    ((3, 3, 8, 64), (12, 12), 1, "lax"),
+    ((5, 5, 32, 64), (8, 8), 1, "lax"),
 ])
-def test_conv2d_choice_by_backend(w_shape, out_hw, cpu):
-  assert backends.conv2d_algorithm(w_shape, out_hw, "cpu") == cpu
-  assert backends.conv2d_algorithm(w_shape, out_hw, "gpu") == "lax"
-  assert backends.conv2d_algorithm(w_shape, out_hw, "tpu") == "lax"
+def test_conv2d_choice_by_backend(w_shape, out_hw, stride, cpu):
+  strides = (stride, stride)
+  assert backends.conv2d_algorithm(w_shape, out_hw, "cpu", stride=strides) == cpu
+  assert backends.conv2d_algorithm(w_shape, out_hw, "gpu", stride=strides) == "lax"
+  assert backends.conv2d_algorithm(w_shape, out_hw, "tpu", stride=strides) == "lax"
 
 
 def _primitives(backend: str) -> str:
-  x, w = jnp.ones((2, 6, 6, 1)), jnp.ones((3, 3, 1, 2))
-  dy = jnp.ones((2, 4, 4, 2))
+  x, w = jnp.ones((2, 6, 6, 1)), jnp.ones((3, 3, 1, 9))
+  dy = jnp.ones((2, 4, 4, 9))
   with backends.use(backend):
     jaxpr = jax.make_jaxpr(  # a fresh function: traced under this backend's row
         lambda x, w: jax.vjp(lambda x, w: ops.conv2d(x, w), x, w)[1](dy))(x, w)
@@ -51,7 +60,7 @@ def _primitives(backend: str) -> str:
 
 
 def test_conv2d_reads_the_table_of_the_backend_it_is_traced_for():
-  """On the CPU a 1 -> 2 channel 3×3 layer is shifted slices + im2col (no lax conv); traced
+  """On the CPU a 1 -> 9 channel 3×3 layer is shifted slices + im2col (no lax conv); traced
   as for a GPU, its forward pass, dW and dX are three lax convolutions."""
   assert _primitives("cpu").count("conv_general_dilated") == 0
   assert _primitives("gpu").count("conv_general_dilated") == 3
@@ -99,7 +108,7 @@ def test_use_and_replaced_restore_and_refuse_bad_names():
       pass
   with backends.replaced("cpu", conv={"im2col_max_positions": 0}) as row:
     assert row.conv.im2col_max_positions == 0 and row.conv.im2col_max_input_channels == 4
-    assert backends.conv2d_algorithm((3, 3, 64, 64), (2, 2), "cpu") == "lax_matmul_dw"
+    assert backends.conv2d_algorithm((3, 3, 8, 64), (2, 2), "cpu") == "lax_matmul_dw"
   assert backends.TABLE["cpu"] == backends.CPU
 
 
@@ -159,3 +168,12 @@ def test_a_cpu_mesh_runs_one_step_at_a_time(backend, devices, waits):
                             ("wait", 2.0)]
   else:
     assert _Loss.events == steps
+
+
+def test_keep_freed_memory_is_applied_once_and_says_whether_it_took():
+  from hw.engine import host_memory
+  first = host_memory.keep_freed_memory()
+  assert isinstance(first, bool)
+  assert host_memory.keep_freed_memory() is first
+  if platform.libc_ver()[0] == "glibc":
+    assert first

@@ -30,12 +30,24 @@ def test_algorithm_error_lists_every_valid_name():
     assert repr(name) in str(error.value)
 
 
+@pytest.mark.parametrize("w_shape, stride", [((5, 5, 3, 4), 1), ((3, 3, 3, 4), 2),
+                                              ((3, 1, 3, 4), 1)])
+def test_winograd_refuses_what_it_cannot_compute_naming_kernel_and_stride(w_shape, stride):
+  with pytest.raises(ValueError, match=r"'winograd' computes 3×3 kernels at stride 1.*"
+                                       rf"{w_shape[0]}×{w_shape[1]} kernel.*stride"):
+    ops.conv2d(X4, jnp.zeros(w_shape), stride=stride, algorithm="winograd")
+  with pytest.raises(ValueError, match="got 'winograd'"):
+    ops.conv1d(X4[:, 0], jnp.zeros((3, 3, 4)), algorithm="winograd")
+
+
 def _call_every_op(dtype, algorithm):
   x = jnp.zeros((2, 7, 7, 2), dtype)
+  stride = 1 if algorithm == "winograd" else 2   # Winograd: stride 1 only
   return {
       "conv2d": ops.conv2d(x, jnp.zeros((3, 3, 2, 4), dtype), jnp.zeros(4, dtype),
-                           stride=2, padding="SAME", algorithm=algorithm),
-      "conv1d": ops.conv1d(x[:, 0], jnp.zeros((3, 2, 4), dtype), algorithm=algorithm),
+                           stride=stride, padding="SAME", algorithm=algorithm),
+      "conv1d": ops.conv1d(x[:, 0], jnp.zeros((3, 2, 4), dtype),
+                           algorithm=None if algorithm == "winograd" else algorithm),
   }
 
 
@@ -46,11 +58,12 @@ def test_output_and_gradient_dtype_match_input_dtype(dtype, algorithm):
     outputs = jax.eval_shape(lambda: _call_every_op(np.dtype(dtype), algorithm))
     grads = jax.eval_shape(jax.grad(
         lambda x: jnp.sum(ops.conv2d(x, jnp.zeros((3, 3, 2, 4), x.dtype), algorithm=algorithm))
-        + jnp.sum(ops.conv1d(x[:, 0], jnp.zeros((3, 2, 4), x.dtype), algorithm=algorithm))),
+        + jnp.sum(ops.conv1d(x[:, 0], jnp.zeros((3, 2, 4), x.dtype),
+                             algorithm=None if algorithm == "winograd" else algorithm))),
         jnp.zeros((2, 7, 7, 2), dtype))
   for name, out in outputs.items():
     assert out.dtype == np.dtype(dtype), name
-  chex.assert_shape(outputs["conv2d"], (2, 4, 4, 4))
+  chex.assert_shape(outputs["conv2d"], (2, 7, 7, 4) if algorithm == "winograd" else (2, 4, 4, 4))
   chex.assert_shape(outputs["conv1d"], (2, 5, 4))
   assert grads.dtype == np.dtype(dtype)
 
@@ -117,8 +130,8 @@ MODEL_LAYERS = [
     ((100, 28, 28, 1), (5, 5, 1, 32), "lax_im2col"),
     ((100, 28, 28, 1), (3, 3, 1, 32), "shift"),
     ((100, 28, 28, 1), (3, 3, 1, 16), "shift"),
-    ((100, 13, 13, 16), (3, 3, 16, 32), "lax_matmul_dw"),
-    ((100, 13, 13, 32), (3, 3, 32, 64), "lax_matmul_dw"),
+    ((100, 13, 13, 16), (3, 3, 16, 32), "winograd"),
+    ((100, 13, 13, 32), (3, 3, 32, 64), "winograd"),
     ((100, 12, 12, 32), (5, 5, 32, 64), "lax"),
 ]
 
@@ -130,26 +143,34 @@ def test_automatic_choice_for_the_model_layers_is_unchanged(x_shape, w_shape, al
 
 
 def test_automatic_choice_rules():
-  # Few input channels: im2col/col2im backward; the forward by shifted slices while
-  # C·KH·KW·F <= 784, else an im2col matmul up to 15 output channels, else lax.
-  assert _chosen((2, 8, 8, 4), (7, 7, 4, 4)) == "shift"  # 784 multiply-adds
-  assert _chosen((2, 8, 8, 4), (7, 7, 4, 5)) == "im2col"  # 980
-  assert _chosen((2, 8, 8, 4), (7, 7, 4, 15)) == "im2col"
-  assert _chosen((2, 8, 8, 4), (7, 7, 4, 16)) == "lax_im2col"
-  # Many input channels: lax; dW by a matmul for kernels up to 9 taps and outputs up to
-  # 121 positions.
-  assert _chosen((2, 13, 13, 5), (3, 3, 5, 2)) == "lax_matmul_dw"  # 11×11 outputs
+  # Few input channels: lax throughout up to 8 output channels; else im2col/col2im
+  # backward, the forward by shifted slices while C·KH·KW·F <= 784, else an im2col matmul
+  # up to 15 output channels, else lax with one input channel and shifted slices with more.
+  assert _chosen((2, 8, 8, 4), (3, 3, 4, 8)) == "lax"
+  assert _chosen((2, 8, 8, 1), (7, 7, 1, 16)) == "shift"  # 784 multiply-adds
+  assert _chosen((2, 8, 8, 2), (7, 7, 2, 9)) == "im2col"  # 882
+  assert _chosen((2, 8, 8, 2), (7, 7, 2, 15)) == "im2col"
+  assert _chosen((2, 8, 8, 1), (7, 7, 1, 17)) == "lax_im2col"
+  assert _chosen((2, 8, 8, 2), (7, 7, 2, 16)) == "shift"
+  # Many input channels: Winograd for 3×3 at stride 1 from 16 channels; else lax, dW by a
+  # matmul for kernels up to 9 taps and outputs up to 121 positions.
+  assert _chosen((2, 13, 13, 16), (3, 3, 16, 2)) == "winograd"
+  assert _chosen((2, 13, 13, 15), (3, 3, 15, 2)) == "lax_matmul_dw"  # 11×11 outputs
   assert _chosen((2, 14, 14, 5), (3, 3, 5, 2)) == "lax"  # 12×12 outputs
   assert _chosen((2, 8, 8, 5), (2, 5, 5, 2)) == "lax"  # 10 taps
   assert _chosen((2, 14, 14, 5), (3, 3, 5, 2), stride=2, padding="SAME") == "lax_matmul_dw"
+  assert _chosen((2, 14, 14, 32), (3, 3, 32, 2), stride=2, padding="SAME") == "lax_matmul_dw"
 
 
 @pytest.mark.parametrize("x_shape, w_shape, algorithm", [
-    ((3, 9, 8, 1), (3, 3, 1, 4), "shift"),
-    ((3, 9, 8, 4), (5, 5, 4, 8), "im2col"),
+    ((3, 9, 8, 1), (3, 3, 1, 9), "shift"),
+    ((3, 9, 8, 3), (3, 3, 3, 32), "shift"),
+    ((3, 9, 8, 4), (5, 5, 4, 9), "im2col"),
     ((3, 9, 8, 1), (5, 5, 1, 32), "lax_im2col"),
     ((3, 9, 8, 6), (3, 3, 6, 4), "lax_matmul_dw"),
     ((3, 9, 8, 6), (5, 5, 6, 4), "lax"),
+    ((3, 9, 8, 2), (3, 3, 2, 4), "lax"),
+    ((3, 9, 8, 16), (3, 3, 16, 4), "winograd"),
 ])
 def test_automatic_choice_computes_exactly_what_pinning_it_computes(x_shape, w_shape, algorithm):
   assert _chosen(x_shape, w_shape) == algorithm

@@ -50,8 +50,10 @@ def test_ops_with_an_algorithm_argument_are_exactly_those_listed():
   with_argument = {name for name in hw.ops.__all__
                    if "algorithm" in inspect.signature(getattr(hw.ops, name)).parameters}
   assert with_argument == set(hw.ops.ALGORITHMS)
-  for name in ("conv1d", "conv2d"):
-    assert hw.ops.ALGORITHMS[name] == tuple(convolution.ALGORITHMS)
+  assert hw.ops.ALGORITHMS["conv2d"] == tuple(convolution.ALGORITHMS)
+  # conv1d's kernels are 1 × K: every conv algorithm but the 3×3 Winograd one
+  assert hw.ops.ALGORITHMS["conv1d"] == convolution.CONV1D_ALGORITHMS == tuple(
+      a for a in convolution.ALGORITHMS if a != "winograd")
   for name in ("max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool"):
     assert hw.ops.ALGORITHMS[name] == tuple(pooling.ALGORITHMS)
 
@@ -121,10 +123,10 @@ def test_pinned_rows_hold_cases_their_path_accepts():
       jax.eval_shape(f, primals, extras)  # raises if the path cannot apply
 
 
-def test_conv1d_automatic_row_takes_the_shift_path():
+def test_conv1d_automatic_row_takes_the_narrow_lax_path():
   spec = REGISTRY["conv1d"]
   assert {_automatic_choice(spec, c) for c in spec.make_cases(case_key(0, "conv1d"))} == {
-      "shift"}
+      "lax"}
 
 
 # ---------------------------------------------------------------- perturbed backward rules
@@ -136,8 +138,9 @@ def _fails(spec, case):
 
 _CONV_HELPERS = {
     "kernel_grad": {"im2col": "_kernel_grad_im2col", "matmul": "_kernel_grad_matmul",
-                    "lax": "_kernel_grad_lax"},
-    "input_grad": {"col2im": "_input_grad_col2im", "lax": "_input_grad_transposed_conv"},
+                    "lax": "_kernel_grad_lax", "winograd": "_kernel_grad_winograd"},
+    "input_grad": {"col2im": "_input_grad_col2im", "lax": "_input_grad_transposed_conv",
+                   "winograd": "_input_grad_winograd"},
 }
 
 
@@ -150,6 +153,8 @@ def test_perturbed_conv_helper_fails_the_rows_of_its_path(part, algorithm, monke
   original = getattr(convolution, helper)
   monkeypatch.setattr(convolution, helper, lambda *args: original(*args) * PERTURBATION)
   for row in (f"conv2d[{algorithm}]", f"conv1d[{algorithm}]"):
+    if row not in REGISTRY:  # conv1d has no Winograd row (its kernels are 1 × K)
+      continue
     spec = REGISTRY[row]
     assert _fails(spec, spec.make_cases(case_key(0, row))[0]), row
   spec = REGISTRY["conv2d"]

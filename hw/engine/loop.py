@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from hw import backends
-from hw.engine import randomness, update_rules
+from hw.engine import host_memory, randomness, update_rules
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import DeviceSplit
 from hw.engine.steps import CHUNK_STEPS, ProgramKey, Programs, TrainState, compile_programs
@@ -166,6 +166,8 @@ def train(config: ExperimentConfig, data: TrainingData, *, programs: Programs,
     ValueError: ``programs`` were compiled for another configuration or training size.
   """
   check_programs(programs, config, data.train.size)
+  if backends.current().keep_freed_memory:
+    host_memory.keep_freed_memory()
   steps = steps_per_epoch(config, data.train.size)
   if state is None:
     state = init_state(config, programs, data.train.images)

@@ -19,7 +19,7 @@ from hw.ops.pooling import adaptive_avg_pool, adaptive_max_pool, avg_pool, max_p
 
 # op name -> the names its ``algorithm`` argument accepts (besides None, automatic).
 ALGORITHMS: dict[str, tuple[str, ...]] = {
-    "conv1d": tuple(_convolution.ALGORITHMS),
+    "conv1d": _convolution.CONV1D_ALGORITHMS,
     "conv2d": tuple(_convolution.ALGORITHMS),
     "max_pool": tuple(_pooling.ALGORITHMS),
     "avg_pool": tuple(_pooling.ALGORITHMS),

@@ -147,3 +147,146 @@ def _input_grad_transposed_conv(dy, w, g: _Geometry):
   return lax.conv_general_dilated(
       dy, flipped, window_strides=(1, 1), padding=edges, lhs_dilation=g.stride,
       dimension_numbers=_DIMENSIONS)
+
+
+# Winograd F(2×2, 3×3) (derived in hw.ops.convolution's docstring): a 4×4 input tile d and
+# a 3×3 kernel g give the 2×2 output tile Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A.
+_WINOGRAD_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
+_WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
+_WINOGRAD_AT = ((1, 1, 1, 0), (0, 1, -1, -1))
+
+
+def _transposed(matrix):
+  return tuple(zip(*matrix))
+
+
+def _transform_2d(rows, cols, pieces, *, broadcast: bool = True):
+  """T[i·len(cols) + k] = Σ_{a,b} rows[i][a] · cols[k][b] · pieces[a][b] for constant
+  coefficient matrices, stacked on a new leading axis (zero terms skipped).
+
+  ``broadcast``: computed as one broadcast sum Σ_{a,b} c[:, a, b] ⊗ pieces[a][b], which
+  XLA builds in one loop fusion (few operations: best when the pieces are slices of one
+  small array); else entry by entry, each reading only its non-zero terms, then stacked
+  (less memory traffic when the pieces are large).
+  """
+  pieces = [[jnp.asarray(piece) for piece in row] for row in pieces]
+  dtype = pieces[0][0].dtype
+  if not broadcast:
+    entries = []
+    for row in rows:
+      for col in cols:
+        total = None
+        for a, r in enumerate(row):
+          for b, c in enumerate(col):
+            if r * c == 0:
+              continue
+            term = pieces[a][b] if r * c == 1 else (
+                -pieces[a][b] if r * c == -1 else jnp.asarray(r * c, dtype) * pieces[a][b])
+            total = term if total is None else total + term
+        entries.append(total)
+    return jnp.stack(entries)
+  total = None
+  for a in range(len(rows[0])):
+    for b in range(len(cols[0])):
+      coefficients = [r[a] * c[b] for r in rows for c in cols]
+      if not any(coefficients):
+        continue
+      piece = pieces[a][b]
+      scale = jnp.asarray(coefficients, dtype).reshape((-1,) + (1,) * piece.ndim)
+      term = scale * piece[None]
+      total = term if total is None else total + term
+  return total
+
+
+def _winograd_tiles(g: _Geometry) -> tuple[int, int]:
+  """Output tiles per axis: ceil(OH/2), ceil(OW/2)."""
+  return tuple(-(-out // 2) for out in g.out_hw)
+
+
+def _winograd_input(x, g: _Geometry):
+  """V[(i, k), (n, x, y), c] = Σ_{a,b} Bᵀ[i,a] Bᵀ[k,b] Xp[n, 2x+a, 2y+b, c].
+
+  Xp is X padded by the layer's leading padding and enough trailing zeros for whole tiles
+  (2·T + 2 rows/columns for T tiles).
+  """
+  n, h, w, c = x.shape
+  th, tw = _winograd_tiles(g)
+  (lo_h, _), (lo_w, _) = g.pads
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, 2 * th + 2 - h - lo_h, 0),
+                                           (lo_w, 2 * tw + 2 - w - lo_w, 0), (0, 0, 0)))
+  tile_entries = [[lax.slice(xp, (0, a, b, 0), (n, a + 2 * th - 1, b + 2 * tw - 1, c),
+                             (1, 2, 2, 1)) for b in range(4)] for a in range(4)]
+  return _transform_2d(_WINOGRAD_BT, _WINOGRAD_BT, tile_entries).reshape(16, n * th * tw, c)
+
+
+def _winograd_kernel(w):
+  """U[(i, k), c, f] = Σ_{a,b} G[i,a] G[k,b] W[a,b,c,f]."""
+  taps = [[w[a, b] for b in range(3)] for a in range(3)]
+  return _transform_2d(_WINOGRAD_G, _WINOGRAD_G, taps)
+
+
+def _winograd_output_grad(dy, g: _Geometry):
+  """dM[(i, k), (n, x, y), f] = Σ_{p,q} Aᵀ[p,i] Aᵀ[q,k] dY[n, 2x+p, 2y+q, f], dY zero
+  beyond OH × OW (the transpose of the output transform)."""
+  n, oh, ow, f = dy.shape
+  th, tw = _winograd_tiles(g)
+  dyp = lax.pad(dy, jnp.zeros((), dy.dtype),
+                ((0, 0, 0), (0, 2 * th - oh, 0), (0, 2 * tw - ow, 0), (0, 0, 0)))
+  phases = [[dyp[:, p::2, q::2, :] for q in range(2)] for p in range(2)]
+  at_t = _transposed(_WINOGRAD_AT)
+  return _transform_2d(at_t, at_t, phases, broadcast=True).reshape(16, n * th * tw, f)
+
+
+def _forward_winograd(x, w, g: _Geometry):
+  """M = V ⊙ U summed over c (16 batched matmuls), then Y[n, 2x+p, 2y+q] =
+  Σ_{i,k} Aᵀ[p,i] Aᵀ[q,k] M[(i, k), (n, x, y)], cropped to OH × OW. V is the residual."""
+  n, f = x.shape[0], w.shape[3]
+  th, tw = _winograd_tiles(g)
+  v = _winograd_input(x, g)
+  m = lax.dot_general(v, _winograd_kernel(w), (((2,), (1,)), ((0,), (0,))))
+  m = m.reshape(4, 4, n, th, tw, f)
+  y = _transform_2d(_WINOGRAD_AT, _WINOGRAD_AT, [[m[i, k] for k in range(4)] for i in range(4)],
+                    broadcast=False)
+  y = y.reshape(2, 2, n, th, tw, f).transpose(2, 3, 0, 4, 1, 5)
+  (oh, ow) = g.out_hw
+  return y.reshape(n, 2 * th, 2 * tw, f)[:, :oh, :ow], v
+
+
+def _kernel_grad_winograd(v, dy, w_shape, g: _Geometry):
+  """dU[(i, k), c, f] = Σ_{n,x,y} V[(i, k), (n, x, y), c] dM[(i, k), (n, x, y), f];
+  dW[a, b] = Σ_{i,k} G[i,a] G[k,b] dU[(i, k)]."""
+  du = lax.dot_general(v, _winograd_output_grad(dy, g), (((1,), (1,)), ((0,), (0,))))
+  du = [[du[4 * i + k] for k in range(4)] for i in range(4)]
+  g_t = _transposed(_WINOGRAD_G)
+  return _transform_2d(g_t, g_t, du).reshape(w_shape)
+
+
+def _input_grad_winograd(dy, w, g: _Geometry):
+  """dV[(i, k), (n, x, y), c] = Σ_f dM[(i, k), (n, x, y), f] U[(i, k), c, f]; each tile's
+  dd[a, b] = Σ_{i,k} Bᵀ[i,a] Bᵀ[k,b] dV[(i, k)] is added back at Xp[n, 2x+a, 2y+b].
+
+  Tiles overlap by two rows and columns: Xp[2x'+r, 2y'+s] (r, s ∈ {0, 1}) gathers
+  dd[r, s] of tile (x', y'), dd[r+2, s] of (x'-1, y'), dd[r, s+2] of (x', y'-1) and
+  dd[r+2, s+2] of (x'-1, y'-1). dX is Xp's gradient without the padding.
+  """
+  n, h, wd, c = dy.shape[0], *g.in_hw, w.shape[2]
+  th, tw = _winograd_tiles(g)
+  dv = lax.dot_general(_winograd_output_grad(dy, g), _winograd_kernel(w),
+                       (((2,), (2,)), ((0,), (0,))))
+  dv = dv.reshape(4, 4, n, th, tw, c)
+  bt_t = _transposed(_WINOGRAD_BT)
+  dd = _transform_2d(bt_t, bt_t, [[dv[i, k] for k in range(4)] for i in range(4)],
+                      broadcast=False)
+  zero = jnp.zeros((), dy.dtype)
+
+  def from_tile(a, b):  # dd[a, b] where tile (x', y') of the result reads tile (x'-a//2, y'-b//2)
+    down, right = a // 2, b // 2
+    return lax.pad(dd[4 * a + b], zero, ((0, 0, 0), (down, 1 - down, 0),
+                                         (right, 1 - right, 0), (0, 0, 0)))
+
+  phases = jnp.stack([from_tile(r, s) + from_tile(r + 2, s) + from_tile(r, s + 2)
+                      + from_tile(r + 2, s + 2) for r in range(2) for s in range(2)])
+  dxp = phases.reshape(2, 2, n, th + 1, tw + 1, c).transpose(2, 3, 0, 4, 1, 5)
+  dxp = dxp.reshape(n, 2 * th + 2, 2 * tw + 2, c)
+  (lo_h, _), (lo_w, _) = g.pads
+  return dxp[:, lo_h:lo_h + h, lo_w:lo_w + wd]

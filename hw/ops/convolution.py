@@ -25,7 +25,40 @@ they live in ``hw.ops._conv_paths``):
 - lax: the forward correlation, the dW correlation and the dX transposed convolution are
   each one ``lax.conv_general_dilated`` call, with the index bookkeeping (dilations,
   flips, axis roles, edge padding) written out from the formulas;
-- matmul dW: one matmul of channel-major patches with dY.
+- matmul dW: one matmul of channel-major patches with dY;
+- Winograd F(2×2, 3×3), for 3×3 kernels at stride 1 (below).
+
+Winograd F(2×2, 3×3). In one dimension, two outputs y_p = Σ_k d_{p+k} g_k of a 4-sample
+input tile d and a 3-tap kernel g are y = Aᵀ [(G g) ⊙ (Bᵀ d)] with
+
+    Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G  = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]],
+    Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]
+
+(4 multiplies instead of 6: e.g. y_0 = m_0 + m_1 + m_2 with m_0 = (d_0 - d_2) g_0,
+m_1 = (d_1 + d_2)(g_0 + g_1 + g_2)/2, m_2 = (d_2 - d_1)(g_0 - g_1 + g_2)/2, and
+m_0 + m_1 + m_2 = d_0 g_0 + d_1 g_1 + d_2 g_2 exactly). Nesting it on rows and columns, the
+output tile (x, y) — outputs 2x, 2x+1 by 2y, 2y+1, reading Xp[2x … 2x+3, 2y … 2y+3] — is,
+with ξ = (i, k) one of the 16 entries of a transformed 4×4 tile:
+
+    V[ξ; n,x,y; c] = Σ_{a,b} Bᵀ[i,a] Bᵀ[k,b] Xp[n, 2x+a, 2y+b, c]       (input transform)
+    U[ξ; c, f]     = Σ_{a,b} G[i,a] G[k,b] W[a, b, c, f]                 (kernel transform)
+    M[ξ; n,x,y; f] = Σ_c V[ξ; n,x,y; c] U[ξ; c, f]                       (16 matmuls)
+    Y[n, 2x+p, 2y+q, f] = Σ_{i,k} Aᵀ[p,i] Aᵀ[q,k] M[(i,k); n,x,y; f]     (output transform)
+
+16 multiplies per 4 outputs and channel pair instead of 36 (2.25× fewer). Each step is
+linear, so the backward pass is each step's transpose, in reverse order — exact in real
+arithmetic because the forward pass is exactly the correlation:
+
+    dM[ξ; n,x,y; f] = Σ_{p,q} Aᵀ[p,i] Aᵀ[q,k] dY[n, 2x+p, 2y+q, f]
+    dU[ξ; c, f]     = Σ_{n,x,y} V[ξ; n,x,y; c] dM[ξ; n,x,y; f],
+    dW[a, b, c, f]  = Σ_{i,k} G[i,a] G[k,b] dU[(i,k); c, f]
+    dV[ξ; n,x,y; c] = Σ_f dM[ξ; n,x,y; f] U[ξ; c, f],
+    dXp[n, 2x+a, 2y+b, c] += Σ_{i,k} Bᵀ[i,a] Bᵀ[k,b] dV[(i,k); n,x,y; c]
+
+(neighbouring tiles overlap by two rows/columns, so a pixel gathers up to four tiles'
+terms). Outputs past OH × OW in the last tile row/column are computed and dropped; their
+cotangent is zero.
 
 An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
 
@@ -34,11 +67,14 @@ An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
     "lax_im2col"     lax conv / im2col matmul / col2im
     "lax"            lax conv / lax conv / lax transposed conv
     "lax_matmul_dw"  lax conv / channel-major patches matmul / lax transposed conv
+    "winograd"       Winograd F(2×2, 3×3) / its transpose for dW / its transpose for dX
+                     (3×3 kernels at stride 1 only)
 
 ``conv2d(..., algorithm=None)`` picks one per layer from its shape and the backend
 (``hw.backends``: a shape rule on the CPU, "lax" on GPU/TPU);
-``algorithm="<name>"`` pins it (every name applies to every shape), which is how
-``hw verify`` proves each path separately.
+``algorithm="<name>"`` pins it (every name but "winograd" applies to every shape; a pinned
+"winograd" on another kernel size or stride is refused), which is how ``hw verify`` proves
+each path separately.
 """
 from __future__ import annotations
 
@@ -55,8 +91,9 @@ from hw.ops import _checks
 # _input_grad) look them up here, in this module's namespace.
 from hw.ops._conv_paths import (_forward_im2col, _forward_lax, _forward_shift,
                                 _input_grad_col2im, _input_grad_transposed_conv,
+                                _forward_winograd, _input_grad_winograd,
                                 _kernel_grad_im2col, _kernel_grad_lax, _kernel_grad_matmul,
-                                _patches)
+                                _kernel_grad_winograd, _patches)
 
 # Automatic choice (every algorithm computes the same formulas; speed and rounding differ):
 # looked up per backend in hw.backends (the CPU's shape thresholds and their
@@ -65,9 +102,9 @@ from hw.ops._conv_paths import (_forward_im2col, _forward_lax, _forward_shift,
 
 class Algorithm(NamedTuple):
   """How one conv algorithm computes each part (a row of the table in the docstring)."""
-  forward: str  # "shift" | "im2col" | "lax"
-  kernel_grad: str  # "im2col" | "matmul" | "lax"
-  input_grad: str  # "col2im" | "lax"
+  forward: str  # "shift" | "im2col" | "lax" | "winograd"
+  kernel_grad: str  # "im2col" | "matmul" | "lax" | "winograd"
+  input_grad: str  # "col2im" | "lax" | "winograd"
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -76,7 +113,10 @@ ALGORITHMS: dict[str, Algorithm] = {
     "lax_im2col": Algorithm("lax", "im2col", "col2im"),
     "lax": Algorithm("lax", "lax", "lax"),
     "lax_matmul_dw": Algorithm("lax", "matmul", "lax"),
+    "winograd": Algorithm("winograd", "winograd", "winograd"),
 }
+WINOGRAD_KERNEL = (3, 3)  # the one kernel size (at stride 1) "winograd" computes
+CONV1D_ALGORITHMS = tuple(name for name in ALGORITHMS if name != "winograd")  # 1 × K kernels
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
@@ -125,10 +165,11 @@ def _check_algorithm(algorithm: str | None) -> None:
                      f"got {algorithm!r}")
 
 
-def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int]) -> str:
-  """The automatic choice for a (KH, KW, C, F) kernel and an (OH, OW) output on the backend
-  being traced for (:func:`hw.backends.conv2d_algorithm`)."""
-  return backends.conv2d_algorithm(w_shape, out_hw)
+def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
+                      stride: tuple[int, int]) -> str:
+  """The automatic choice for a (KH, KW, C, F) kernel, an (OH, OW) output and a stride on
+  the backend being traced for (:func:`hw.backends.conv2d_algorithm`)."""
+  return backends.conv2d_algorithm(w_shape, out_hw, stride=stride)
 
 
 def _geometry(x, w, b, stride, padding, algorithm: str | None = None) -> _Geometry:
@@ -156,7 +197,12 @@ def _geometry(x, w, b, stride, padding, algorithm: str | None = None) -> _Geomet
     out_hw.append((size + lo + hi - k) // s + 1)
   out_hw = tuple(out_hw)
   if algorithm is None:
-    algorithm = _choose_algorithm(tuple(w.shape), out_hw)
+    algorithm = _choose_algorithm(tuple(w.shape), out_hw, stride)
+  elif algorithm == "winograd" and (kernel_hw != WINOGRAD_KERNEL or stride != (1, 1)):
+    raise ValueError(
+        f"`algorithm` 'winograd' computes 3×3 kernels at stride 1 (F(2×2, 3×3)), got a "
+        f"{kernel_hw[0]}×{kernel_hw[1]} kernel (`w` {_checks.describe(w)}) at stride "
+        f"{stride}; pin another algorithm or leave it None")
   return _Geometry(in_hw, kernel_hw, stride, pads, out_hw, algorithm)
 
 
@@ -173,6 +219,8 @@ def _forward(x, w, b, g: _Geometry):
     y, saved = _forward_shift(x, w, g)
   elif kind == "im2col":
     y, saved = _forward_im2col(x, w, g)
+  elif kind == "winograd":
+    y, saved = _forward_winograd(x, w, g)
   else:
     y, saved = _forward_lax(x, w, g)
   return (y if b is None else y + b), saved
@@ -186,12 +234,16 @@ def _kernel_grad(saved, dy, w_shape, g: _Geometry):
     return _kernel_grad_im2col(patches, dy, w_shape)
   if kind == "matmul":
     return _kernel_grad_matmul(saved, dy, w_shape, g)
+  if kind == "winograd":  # only with the Winograd forward pass: ``saved`` is its V
+    return _kernel_grad_winograd(saved, dy, w_shape, g)
   return _kernel_grad_lax(saved, dy, g)
 
 
 def _input_grad(dy, w, g: _Geometry):
   if g.parts.input_grad == "col2im":
     return _input_grad_col2im(dy, w, g)
+  if g.parts.input_grad == "winograd":
+    return _input_grad_winograd(dy, w, g)
   return _input_grad_transposed_conv(dy, w, g)
 
 
@@ -246,15 +298,17 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     algorithm: None (default) picks the implementation for the layer's shape and the
       backend (``hw.backends``);
       a name of ``ALGORITHMS`` ("shift", "im2col", "lax_im2col", "lax",
-      "lax_matmul_dw", see the module docstring) pins one. Every algorithm computes the
-      same formulas and applies to every shape; only speed and rounding differ.
+      "lax_matmul_dw", "winograd", see the module docstring) pins one. Every algorithm
+      computes the same derivatives (only speed and rounding differ) and applies to every
+      shape, except "winograd": 3×3 kernels at stride 1 only.
 
   Returns:
     (N, OH, OW, F) with OH = (H + pad_h - KH) // sh + 1, in the common dtype of the inputs.
 
   Raises:
     ValueError: on a wrong rank or dtype, channel mismatch, bias shape, bad stride,
-      padding or algorithm name, or a kernel larger than the padded input.
+      padding or algorithm name, "winograd" pinned for a kernel other than 3×3 or a
+      stride other than 1, or a kernel larger than the padded input.
   """
   g = _geometry(x, w, b, stride, padding, algorithm)
   x, w, b = _promote(x, w, b)
@@ -296,7 +350,8 @@ def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     x: input (N, L, C), float32 or float64.
     w: kernel (K, C, F).
     b: optional bias (F,).
-    algorithm: None (automatic) or a name of ``ALGORITHMS``, as for :func:`conv2d`.
+    algorithm: None (automatic) or a name of ``CONV1D_ALGORITHMS``: those of :func:`conv2d`
+      but "winograd" (3×3 kernels only).
 
   Returns:
     (N, L-K+1, F), in the common dtype of the inputs.
@@ -307,6 +362,9 @@ def conv1d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
   """
   _checks.check_rank("x", x, 3, "(N, L, C)")
   _checks.check_rank("w", w, 3, "(K, C, F)")
+  if algorithm is not None and algorithm not in CONV1D_ALGORITHMS:
+    raise ValueError(f"`algorithm` must be None (automatic) or one of "
+                     f"{list(CONV1D_ALGORITHMS)}, got {algorithm!r}")
   _checks.check_dim("w", w, 1, x.shape[2], "input channels C of `x`")
   if w.shape[0] > x.shape[1]:
     raise ValueError(

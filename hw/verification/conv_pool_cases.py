@@ -16,7 +16,7 @@ _integers = generators.integers
 
 
 def conv1d_cases(key):
-  """The automatic choice (these few-channel layers take the "shift" path)."""
+  """The automatic choice (these layers, at most 4 channels in and 8 out, take "lax")."""
   rng = numpy_rng(key)
   n = lambda *s: _normal(rng, *s)
   return [
@@ -51,12 +51,17 @@ def _conv2d_case(name, rng, x_shape, w_shape, *, bias=True, stride=1, padding="V
 def conv2d_cases(key):
   rng = numpy_rng(key)
   return [
-      _conv2d_case("picks-shift", rng, (2, 6, 5, 1), (3, 3, 1, 2)),
-      _conv2d_case("picks-im2col", rng, (1, 6, 6, 4), (5, 5, 4, 8), padding="SAME"),
+      _conv2d_case("picks-shift", rng, (2, 6, 5, 1), (3, 3, 1, 9)),
+      _conv2d_case("picks-shift-three-channels-wide", rng, (1, 5, 5, 3), (3, 3, 3, 32),
+                   padding="SAME"),
+      _conv2d_case("picks-im2col", rng, (1, 6, 6, 4), (5, 5, 4, 11), padding="SAME"),
       _conv2d_case("picks-im2col-tiny-map", rng, (2, 2, 2, 6), (3, 3, 6, 5), padding="SAME"),
-      _conv2d_case("picks-lax_im2col", rng, (1, 6, 6, 1), (5, 5, 1, 32), bias=False),
+      _conv2d_case("picks-lax_im2col", rng, (1, 6, 6, 1), (5, 5, 1, 48), bias=False),
       _conv2d_case("picks-lax_matmul_dw", rng, (2, 5, 5, 5), (3, 3, 5, 2), padding=1),
       _conv2d_case("picks-lax", rng, (2, 6, 6, 5), (4, 4, 5, 2), stride=2, padding="SAME"),
+      _conv2d_case("picks-lax-narrow-few-filters", rng, (2, 6, 5, 3), (3, 3, 3, 4),
+                   padding="SAME"),
+      _conv2d_case("picks-winograd", rng, (2, 5, 6, 16), (3, 3, 16, 3), padding="SAME"),
   ]
 
 
@@ -79,6 +84,23 @@ def conv2d_path_cases(key):
                    stride=3),
       _conv2d_case("batch1-k1-s2-nobias", rng, (1, 4, 3, 2), (1, 1, 2, 3), bias=False,
                    stride=2),
+  ]
+
+
+# The Winograd row (3×3 kernels at stride 1 only): odd and even output sizes (a last tile
+# row/column half outside the output), SAME, VALID, asymmetric and wide padding, an image
+# as small as the kernel (one output), a 2×2 map padded, batch of one, no bias.
+def conv2d_winograd_cases(key):
+  rng = numpy_rng(key)
+  return [
+      _conv2d_case("same-odd-rect", rng, (2, 7, 9, 3), (3, 3, 3, 4), padding="SAME"),
+      _conv2d_case("same-even", rng, (2, 6, 8, 2), (3, 3, 2, 3), padding="SAME"),
+      _conv2d_case("valid-odd-output", rng, (2, 7, 6, 2), (3, 3, 2, 2)),
+      _conv2d_case("valid-one-output-batch1", rng, (1, 3, 3, 4), (3, 3, 4, 2)),
+      _conv2d_case("pad-pair-asymmetric", rng, (2, 5, 6, 2), (3, 3, 2, 3), padding=(2, 0)),
+      _conv2d_case("pad3-wider-than-kernel-nobias", rng, (1, 4, 5, 2), (3, 3, 2, 2),
+                   bias=False, padding=3),
+      _conv2d_case("tiny-map-same-c1", rng, (3, 2, 2, 1), (3, 3, 1, 5), padding="SAME"),
   ]
 
 

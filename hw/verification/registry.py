@@ -38,8 +38,8 @@ from hw.verification.conv_pool_cases import (  # the conv and pooling rows' inpu
     adaptive_avg_pool_blocks_cases, adaptive_avg_pool_cases, adaptive_avg_pool_windows_cases,
     adaptive_max_pool_blocks_cases, adaptive_max_pool_cases, adaptive_max_pool_windows_cases,
     avg_pool_blocks_cases, avg_pool_cases, avg_pool_windows_cases, conv1d_cases,
-    conv1d_path_cases, conv2d_cases, conv2d_path_cases, max_pool_blocks_cases, max_pool_cases,
-    max_pool_windows_cases)
+    conv1d_path_cases, conv2d_cases, conv2d_path_cases, conv2d_winograd_cases,
+    max_pool_blocks_cases, max_pool_cases, max_pool_windows_cases)
 
 
 # The case generators live in hw.testing.cases (users combine the same ones).
@@ -197,7 +197,9 @@ def _pool_paths(blocks, windows):
   return {"blocks": blocks, "windows": windows}
 
 
-_CONV_PATHS = {algorithm: conv2d_path_cases for algorithm in hw.ops.ALGORITHMS["conv2d"]}
+_CONV_PATHS = {algorithm: (conv2d_winograd_cases if algorithm == "winograd"
+                           else conv2d_path_cases)
+               for algorithm in hw.ops.ALGORITHMS["conv2d"]}
 _CONV1D_PATHS = {algorithm: conv1d_path_cases for algorithm in hw.ops.ALGORITHMS["conv1d"]}
 
 _SPECS = (
