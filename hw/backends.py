@@ -62,7 +62,12 @@ benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
   input channels, no faster with 8.
 - A wide layer with a tiny output (OH·OW ≤ ``im2col_max_positions``, e.g. 3×3 SAME on the
   2×2 maps at the end of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run
-  8-14× slower there than the matmuls, and no faster on 4×4 maps.
+  8-14× slower there than the matmuls, and no faster on 4×4 maps. When its input is tiny
+  too (H·W ≤ ``dense_max_input_positions``) it is one dense matmul with the kernel
+  expanded to an (H·W·C) × (OH·OW·F) matrix ("dense"): on a 2×2 map that is 4/9 of the
+  direct sum's multiplies, in one large matmul (2×2×256 -> 256: 6.2 ms forward + backward
+  against 10.3 by im2col; 2×2×64 -> 64: 0.50 against 0.78). On 4×4 maps it does 16/9 of
+  the direct multiplies and is 2-6× slower than Winograd.
 
 :func:`current` is what the library reads (at trace time); :func:`use` pretends another
 backend inside a block (how the export test traces what a GPU would run on this CPU);
@@ -104,6 +109,7 @@ class ConvThresholds:
   matmul_kernel_grad_max_taps: int = 9
   matmul_kernel_grad_max_positions: int = 121
   im2col_max_positions: int = 4
+  dense_max_input_positions: int = 16
   winograd_min_input_channels: int = 16
 
 
@@ -180,14 +186,16 @@ def per_batch_stepping(jit_per_batch: bool | None, is_conv_net: bool, backend: s
 
 
 def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
-                     backend: str | None = None, *, stride: tuple[int, int] = (1, 1)) -> str:
-  """conv2d's automatic algorithm for a (KH, KW, C, F) kernel, an (OH, OW) output and a
-  stride on ``backend`` (None: :func:`name`). The CPU's rule, in order: C ≤
+                     backend: str | None = None, *, stride: tuple[int, int] = (1, 1),
+                     in_hw: tuple[int, int] | None = None) -> str:
+  """conv2d's automatic algorithm for a (KH, KW, C, F) kernel, an (OH, OW) output, a stride
+  and an (H, W) input (None: unknown) on ``backend`` (None: :func:`name`). The CPU's rule,
+  in order: C ≤
   im2col_max_input_channels → "lax" if F ≤ narrow_lax_max_output_channels, else "shift" if
   KH·KW·C·F ≤ shift_forward_max_macs, else "im2col" if F ≤
   im2col_forward_max_output_channels, else "lax_im2col" if C ≤
-  lax_forward_max_input_channels, else "shift"; OH·OW ≤
-  im2col_max_positions → "im2col"; a 3×3 kernel at stride 1 with C ≥
+  lax_forward_max_input_channels, else "shift"; OH·OW ≤ im2col_max_positions → "dense"
+  if H·W ≤ dense_max_input_positions, else "im2col"; a 3×3 kernel at stride 1 with C ≥
   winograd_min_input_channels → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
   ≤ matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
   row = choices(name() if backend is None else backend)
@@ -206,6 +214,8 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
       return "lax_im2col"
     return "shift"
   if math.prod(out_hw) <= limits.im2col_max_positions:
+    if in_hw is not None and math.prod(in_hw) <= limits.dense_max_input_positions:
+      return "dense"
     return "im2col"
   if (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
       and channels >= limits.winograd_min_input_channels):

@@ -35,7 +35,7 @@ def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_sca
     ((7, 7, 2, 10), (22, 22), 1, "im2col"),        # C ≤ 4, 980 MACs, F ≤ 15
     ((5, 5, 1, 32), (24, 24), 1, "lax_im2col"),    # C = 1, 800 MACs, F > 15
     ((3, 3, 3, 32), (32, 32), 1, "shift"),         # C = 3, 864 MACs, F > 15
-    ((3, 3, 64, 64), (2, 2), 1, "im2col"),         # wide, OH·OW ≤ 4
+    ((3, 3, 64, 64), (2, 2), 1, "im2col"),         # wide, OH·OW ≤ 4 (input size unknown)
     ((3, 3, 16, 32), (11, 11), 1, "winograd"),     # 3×3, stride 1, C ≥ 16
     ((3, 3, 256, 256), (4, 4), 1, "winograd"),
     ((3, 3, 8, 64), (11, 11), 1, "lax_matmul_dw"),  # C < 16, 3×3, OH·OW ≤ 121
@@ -48,6 +48,14 @@ def test_conv2d_choice_by_backend(w_shape, out_hw, stride, cpu):
   assert backends.conv2d_algorithm(w_shape, out_hw, "cpu", stride=strides) == cpu
   assert backends.conv2d_algorithm(w_shape, out_hw, "gpu", stride=strides) == "lax"
   assert backends.conv2d_algorithm(w_shape, out_hw, "tpu", stride=strides) == "lax"
+
+
+def test_tiny_output_of_a_tiny_input_is_one_dense_matmul_on_the_cpu():
+  choose = lambda in_hw, backend="cpu": backends.conv2d_algorithm(
+      (3, 3, 64, 64), (2, 2), backend, in_hw=in_hw)
+  assert choose((2, 2)) == choose((4, 4)) == "dense"   # H·W ≤ 16
+  assert choose((5, 5)) == "im2col"
+  assert choose((2, 2), "gpu") == "lax"
 
 
 def _primitives(backend: str) -> str:

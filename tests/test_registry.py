@@ -138,9 +138,10 @@ def _fails(spec, case):
 
 _CONV_HELPERS = {
     "kernel_grad": {"im2col": "_kernel_grad_im2col", "matmul": "_kernel_grad_matmul",
-                    "lax": "_kernel_grad_lax", "winograd": "_kernel_grad_winograd"},
+                    "lax": "_kernel_grad_lax", "winograd": "_kernel_grad_winograd",
+                    "dense": "_kernel_grad_dense"},
     "input_grad": {"col2im": "_input_grad_col2im", "lax": "_input_grad_transposed_conv",
-                   "winograd": "_input_grad_winograd"},
+                   "winograd": "_input_grad_winograd", "dense": "_input_grad_dense"},
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 if TYPE_CHECKING:
@@ -290,3 +291,54 @@ def _input_grad_winograd(dy, w, g: _Geometry):
   dxp = dxp.reshape(n, 2 * th + 2, 2 * tw + 2, c)
   (lo_h, _), (lo_w, _) = g.pads
   return dxp[:, lo_h:lo_h + h, lo_w:lo_w + wd]
+
+
+def _dense_taps(g: _Geometry):
+  """S[(ih, iw), (oh, ow), (kh, kw)] = 1 where output (oh, ow) reads input (ih, iw) through
+  tap (kh, kw) — ih = oh·sh + kh − pad_top, iw likewise — else 0 (a NumPy constant)."""
+  (h, w), (kh_size, kw_size), (sh, sw) = g.in_hw, g.kernel_hw, g.stride
+  (lo_h, _), (lo_w, _) = g.pads
+  (oh_size, ow_size) = g.out_hw
+  taps = np.zeros((h * w, oh_size * ow_size, kh_size * kw_size), np.float32)
+  for oh in range(oh_size):
+    for ow in range(ow_size):
+      for kh in range(kh_size):
+        for kw in range(kw_size):
+          ih, iw = oh * sh + kh - lo_h, ow * sw + kw - lo_w
+          if 0 <= ih < h and 0 <= iw < w:
+            taps[ih * w + iw, oh * ow_size + ow, kh * kw_size + kw] = 1
+  return taps
+
+
+def _dense_kernel(w, g: _Geometry):
+  """W'[(ih, iw, c), (oh, ow, f)] = Σ_k S[(ih, iw), (oh, ow), k] W[k, c, f]: the layer as one
+  (H·W·C) × (OH·OW·F) matrix (each entry one tap of W, or 0)."""
+  kh, kw, c, f = w.shape
+  taps = jnp.asarray(_dense_taps(g), w.dtype)
+  expanded = jnp.einsum("iok,kcf->icof", taps, w.reshape(kh * kw, c, f))
+  return expanded.reshape(taps.shape[0] * c, taps.shape[1] * f)
+
+
+def _forward_dense(x, w, g: _Geometry):
+  """Y[n, (oh, ow, f)] = Σ_{(ih, iw, c)} X[n, (ih, iw, c)] W'[(ih, iw, c), (oh, ow, f)]."""
+  n = x.shape[0]
+  y = x.reshape(n, -1) @ _dense_kernel(w, g)
+  return y.reshape(n, *g.out_hw, w.shape[3]), x
+
+
+def _kernel_grad_dense(x, dy, w_shape, g: _Geometry):
+  """dW' = Xᵀ dY (both flattened per image), then dW[k, c, f] = Σ_{i,o} S[i, o, k]
+  dW'[(i, c), (o, f)]: each tap gathers the entries it was copied to."""
+  kh, kw, c, f = w_shape
+  n = x.shape[0]
+  taps = jnp.asarray(_dense_taps(g), x.dtype)
+  dw_dense = (x.reshape(n, -1).T @ dy.reshape(n, -1)).reshape(taps.shape[0], c,
+                                                             taps.shape[1], f)
+  return jnp.einsum("iok,icof->kcf", taps, dw_dense).reshape(w_shape)
+
+
+def _input_grad_dense(dy, w, g: _Geometry):
+  """dX[n, (ih, iw, c)] = Σ_{(oh, ow, f)} dY[n, (oh, ow, f)] W'[(ih, iw, c), (oh, ow, f)]."""
+  n = dy.shape[0]
+  dx = dy.reshape(n, -1) @ _dense_kernel(w, g).T
+  return dx.reshape(n, *g.in_hw, w.shape[2])

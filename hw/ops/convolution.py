@@ -26,6 +26,10 @@ they live in ``hw.ops._conv_paths``):
   each one ``lax.conv_general_dilated`` call, with the index bookkeeping (dilations,
   flips, axis roles, edge padding) written out from the formulas;
 - matmul dW: one matmul of channel-major patches with dY;
+- dense: the layer as one matrix, W'[(ih, iw, c), (oh, ow, f)] = W[kh, kw, c, f] where
+  ih = oh·sh + kh − pad_top and iw = ow·sw + kw − pad_left (0 where no tap connects them):
+  Y = X W', dX = dY W'ᵀ, and dW[kh, kw, c, f] = Σ of the entries of dW' = Xᵀ dY that tap
+  was copied to (images flattened to rows); for tiny maps;
 - Winograd F(2×2, 3×3), for 3×3 kernels at stride 1 (below).
 
 Winograd F(2×2, 3×3). In one dimension, two outputs y_p = Σ_k d_{p+k} g_k of a 4-sample
@@ -69,6 +73,7 @@ An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
     "lax_matmul_dw"  lax conv / channel-major patches matmul / lax transposed conv
     "winograd"       Winograd F(2×2, 3×3) / its transpose for dW / its transpose for dX
                      (3×3 kernels at stride 1 only)
+    "dense"          X W' / Xᵀ dY gathered per tap / dY W'ᵀ
 
 ``conv2d(..., algorithm=None)`` picks one per layer from its shape and the backend
 (``hw.backends``: a shape rule on the CPU, "lax" on GPU/TPU);
@@ -89,7 +94,8 @@ from hw import backends
 from hw.ops import _checks
 # The paths live in hw.ops._conv_paths; the dispatchers below (_forward, _kernel_grad,
 # _input_grad) look them up here, in this module's namespace.
-from hw.ops._conv_paths import (_forward_im2col, _forward_lax, _forward_shift,
+from hw.ops._conv_paths import (_forward_dense, _forward_im2col, _input_grad_dense,
+                                _kernel_grad_dense, _forward_lax, _forward_shift,
                                 _input_grad_col2im, _input_grad_transposed_conv,
                                 _forward_winograd, _input_grad_winograd,
                                 _kernel_grad_im2col, _kernel_grad_lax, _kernel_grad_matmul,
@@ -114,6 +120,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "lax": Algorithm("lax", "lax", "lax"),
     "lax_matmul_dw": Algorithm("lax", "matmul", "lax"),
     "winograd": Algorithm("winograd", "winograd", "winograd"),
+    "dense": Algorithm("dense", "dense", "dense"),
 }
 WINOGRAD_KERNEL = (3, 3)  # the one kernel size (at stride 1) "winograd" computes
 CONV1D_ALGORITHMS = tuple(name for name in ALGORITHMS if name != "winograd")  # 1 × K kernels
@@ -166,10 +173,10 @@ def _check_algorithm(algorithm: str | None) -> None:
 
 
 def _choose_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
-                      stride: tuple[int, int]) -> str:
-  """The automatic choice for a (KH, KW, C, F) kernel, an (OH, OW) output and a stride on
-  the backend being traced for (:func:`hw.backends.conv2d_algorithm`)."""
-  return backends.conv2d_algorithm(w_shape, out_hw, stride=stride)
+                      stride: tuple[int, int], in_hw: tuple[int, int]) -> str:
+  """The automatic choice for a (KH, KW, C, F) kernel, an (OH, OW) output, a stride and an
+  (H, W) input on the backend being traced for (:func:`hw.backends.conv2d_algorithm`)."""
+  return backends.conv2d_algorithm(w_shape, out_hw, stride=stride, in_hw=in_hw)
 
 
 def _geometry(x, w, b, stride, padding, algorithm: str | None = None) -> _Geometry:
@@ -197,7 +204,7 @@ def _geometry(x, w, b, stride, padding, algorithm: str | None = None) -> _Geomet
     out_hw.append((size + lo + hi - k) // s + 1)
   out_hw = tuple(out_hw)
   if algorithm is None:
-    algorithm = _choose_algorithm(tuple(w.shape), out_hw, stride)
+    algorithm = _choose_algorithm(tuple(w.shape), out_hw, stride, in_hw)
   elif algorithm == "winograd" and (kernel_hw != WINOGRAD_KERNEL or stride != (1, 1)):
     raise ValueError(
         f"`algorithm` 'winograd' computes 3×3 kernels at stride 1 (F(2×2, 3×3)), got a "
@@ -221,6 +228,8 @@ def _forward(x, w, b, g: _Geometry):
     y, saved = _forward_im2col(x, w, g)
   elif kind == "winograd":
     y, saved = _forward_winograd(x, w, g)
+  elif kind == "dense":
+    y, saved = _forward_dense(x, w, g)
   else:
     y, saved = _forward_lax(x, w, g)
   return (y if b is None else y + b), saved
@@ -236,6 +245,8 @@ def _kernel_grad(saved, dy, w_shape, g: _Geometry):
     return _kernel_grad_matmul(saved, dy, w_shape, g)
   if kind == "winograd":  # only with the Winograd forward pass: ``saved`` is its V
     return _kernel_grad_winograd(saved, dy, w_shape, g)
+  if kind == "dense":
+    return _kernel_grad_dense(saved, dy, w_shape, g)
   return _kernel_grad_lax(saved, dy, g)
 
 
@@ -244,6 +255,8 @@ def _input_grad(dy, w, g: _Geometry):
     return _input_grad_col2im(dy, w, g)
   if g.parts.input_grad == "winograd":
     return _input_grad_winograd(dy, w, g)
+  if g.parts.input_grad == "dense":
+    return _input_grad_dense(dy, w, g)
   return _input_grad_transposed_conv(dy, w, g)
 
 
@@ -298,7 +311,7 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
     algorithm: None (default) picks the implementation for the layer's shape and the
       backend (``hw.backends``);
       a name of ``ALGORITHMS`` ("shift", "im2col", "lax_im2col", "lax",
-      "lax_matmul_dw", "winograd", see the module docstring) pins one. Every algorithm
+      "lax_matmul_dw", "winograd", "dense", see the module docstring) pins one. Every algorithm
       computes the same derivatives (only speed and rounding differ) and applies to every
       shape, except "winograd": 3×3 kernels at stride 1 only.
 
