@@ -26,18 +26,19 @@ KNOBS = ("im2col_max_input_channels", "im2col_forward_max_output_channels",
          "shift_forward_max_macs", "matmul_kernel_grad_max_taps",
          "matmul_kernel_grad_max_positions", "im2col_max_positions",
          "narrow_lax_max_output_channels", "winograd_min_input_channels",
-         "dense_max_input_positions")
+         "dense_max_input_positions", "winograd_small_map_min_input_channels")
 BIG = 10**9
 # policy name -> values of KNOBS (0 turns an algorithm off, BIG forces it where it applies;
-# winograd_min_input_channels the other way round: BIG off, 0 on for every 3×3 stride-1 layer)
+# the two winograd_*_min_input_channels the other way round: BIG off, 0 on for every 3×3
+# stride-1 layer)
 POLICIES: dict[str, tuple[int, ...]] = {
-    "lax": (0, 0, 0, 0, 0, 0, 0, BIG, 0),
-    "lax matmul dW": (0, 0, 0, BIG, BIG, 0, 0, BIG, 0),
-    "lax fwd+im2col bwd": (BIG, 0, 0, 0, 0, 0, 0, BIG, 0),
-    "im2col": (BIG, BIG, 0, 0, 0, BIG, 0, BIG, 0),
-    "shift fwd+im2col bwd": (BIG, 0, BIG, 0, 0, 0, 0, BIG, 0),
-    "winograd": (0, 0, 0, 0, 0, 0, 0, 0, 0),
-    "dense": (0, 0, 0, 0, 0, BIG, 0, BIG, BIG),
+    "lax": (0, 0, 0, 0, 0, 0, 0, BIG, 0, BIG),
+    "lax matmul dW": (0, 0, 0, BIG, BIG, 0, 0, BIG, 0, BIG),
+    "lax fwd+im2col bwd": (BIG, 0, 0, 0, 0, 0, 0, BIG, 0, BIG),
+    "im2col": (BIG, BIG, 0, 0, 0, BIG, 0, BIG, 0, BIG),
+    "shift fwd+im2col bwd": (BIG, 0, BIG, 0, 0, 0, 0, BIG, 0, BIG),
+    "winograd": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    "dense": (0, 0, 0, 0, 0, BIG, 0, BIG, BIG, BIG),
 }
 # (input height = width, input channels, output channels, kernel size, padding)
 SHAPES = [(28, 1, 32, 7, "VALID"), (28, 1, 8, 3, "SAME"), (28, 1, 16, 3, "VALID"),

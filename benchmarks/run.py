@@ -201,10 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                " --xla_cpu_multi_thread_eigen=false"
                                " intra_op_parallelism_threads=1").strip()
   began = time.perf_counter()
+  # as the hw command does on the CPU, before XLA starts; one process: a, b and c alike
+  kept = (backends.choices(backends.expected_backend()).keep_freed_memory
+          and host_memory.keep_freed_memory())
   facts = machine.facts()
-  # as the training engine does on the CPU; the process-wide setting serves a, b and c alike
-  facts["keep_freed_memory"] = (backends.current().keep_freed_memory
-                                and host_memory.keep_freed_memory())
+  facts["keep_freed_memory"] = kept
   use_torch = models_torch.available() and not args.no_torch
   torch_threads = models_torch.thread_settings(args.torch_threads) if use_torch else []
   if not use_torch:

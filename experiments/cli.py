@@ -320,6 +320,10 @@ def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
   (``argv`` None), HW_DATA_DIR defaults as in the Makefile (:func:`data_beside_clone`).
   """
   from experiments import console
+  from hw import backends
+  from hw.engine import host_memory
+  if backends.choices(backends.expected_backend()).keep_freed_memory:
+    host_memory.keep_freed_memory()  # before XLA's threads take arenas of their own
   if argv is None:
     _default_data_dir()
   argv = list(sys.argv[1:] if argv is None else argv)

@@ -28,7 +28,9 @@ gets :data:`ACCELERATOR`.
   accelerator's step does not run in host buffers).
 
 The CPU thresholds (:class:`ConvThresholds`) were chosen with ``python -m
-benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
+benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``); those of
+the narrow layers, Winograd and the dense path on 2026-12-06 from per-layer and whole-step
+measurements (``docs/speed.md``), and the sweep forces each of them too:
 
 - XLA's CPU convolution is slow when a layer has very few input channels, above all its
   transposed convolution for dX, and fine with many. So layers with at most
@@ -39,7 +41,10 @@ benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
 - A narrow layer with at most ``narrow_lax_max_output_channels`` output channels is lax
   throughout: its im2col dW is a matmul only that many columns wide, which XLA:CPU runs at
   a small fraction of its peak (32×32×3 -> 8 SAME: dW 4.3 ms by im2col, 2.6 ms by the lax
-  correlation; the CIFAR handout net's step 1.36× faster, ``docs/results/speed.md``).
+  correlation; the CIFAR handout net's step 1.36× faster, ``docs/speed.md``). Its lax
+  forward pass is slow too, but the shifted-slice forward is worse inside that net: XLA
+  fuses it into the max pool after it, forward and backward, and computes it twice
+  (shifted slices + lax dW: the step 1.39× slower than lax throughout).
 - A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤
   ``shift_forward_max_macs``) computes its forward pass as KH·KW·C shifted slices of X
   times a row of W, summed: one fused elementwise loop, faster than XLA:CPU's convolution
@@ -49,8 +54,8 @@ benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
   input channels: XLA:CPU's convolution is fast with one input channel and slow with three
   (forward + dW with freed memory kept: 5×5 1 -> 32 on 28×28 2.4 ms by lax against 3.5 by
   shifted slices; 3×3 3 -> 32 on 32×32 14.1 ms against 6.9, 3 -> 64 13.4 against 9.5; the
-  CIFAR improved net's step 1.05× faster). Wider-input narrow layers take the shifted
-  slices.
+  CIFAR improved net's step 1.05× faster, measured before freed memory was kept).
+  Wider-input narrow layers take the shifted slices.
 - A wide layer with a small kernel (KH·KW ≤ ``matmul_kernel_grad_max_taps``) and a small
   output (OH·OW ≤ ``matmul_kernel_grad_max_positions``) computes dW as one matmul of
   channel-major patches with dY: faster than XLA:CPU's dW convolution for 3×3 kernels on
@@ -59,7 +64,9 @@ benchmarks.conv_algorithms`` on a 2-core CPU (``docs/results/measurements.md``):
   channels computes all three passes by Winograd F(2×2, 3×3) (2.25× fewer multiplies; its
   16 matmuls contract over C, which must be wide enough to run near the matmul peak):
   1.4-2.3× faster than the lax path on the 3×3 layers of the CIFAR nets with 32 to 256
-  input channels, no faster with 8.
+  input channels and on Q5.4's 13×13×16 -> 32 (4.6 against 7.3 ms), no faster with 8; on
+  maps of at most ``winograd_small_map_positions`` outputs it needs
+  ``winograd_small_map_min_input_channels`` (8×8×16 -> 32: 2.6 ms against 2.4 by lax).
 - A wide layer with a tiny output (OH·OW ≤ ``im2col_max_positions``, e.g. 3×3 SAME on the
   2×2 maps at the end of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run
   8-14× slower there than the matmuls, and no faster on 4×4 maps. When its input is tiny
@@ -91,6 +98,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import math
 import os
 from typing import Any, Iterator, Mapping
@@ -111,6 +119,8 @@ class ConvThresholds:
   im2col_max_positions: int = 4
   dense_max_input_positions: int = 16
   winograd_min_input_channels: int = 16
+  winograd_small_map_positions: int = 64
+  winograd_small_map_min_input_channels: int = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +158,24 @@ _PRETENDED: list[str] = []
 def name() -> str:
   """The backend the choices are read for: the innermost :func:`use`, else JAX's default."""
   return _PRETENDED[-1] if _PRETENDED else jax.default_backend()
+
+
+_PLUGINS = (("jax_cuda12_plugin", "gpu"), ("jax_cuda13_plugin", "gpu"),
+            ("jax_rocm60_plugin", "gpu"), ("jax_rocm7_plugin", "gpu"), ("libtpu", "tpu"))
+
+
+def expected_backend() -> str:
+  """The backend JAX will pick, found without starting it (so before XLA's threads exist):
+  the first entry of ``JAX_PLATFORMS`` when set ("cuda"/"rocm" → "gpu"), else "gpu" or
+  "tpu" when a JAX plugin for one is installed, else "cpu"."""
+  platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+  if platforms:
+    first = platforms.split(",")[0].strip().lower()
+    return {"cuda": "gpu", "rocm": "gpu"}.get(first, first)
+  for module, backend in _PLUGINS:
+    if importlib.util.find_spec(module) is not None:
+      return backend
+  return "cpu"
 
 
 def choices(backend: str) -> BackendChoices:
@@ -196,7 +224,8 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
   im2col_forward_max_output_channels, else "lax_im2col" if C ≤
   lax_forward_max_input_channels, else "shift"; OH·OW ≤ im2col_max_positions → "dense"
   if H·W ≤ dense_max_input_positions, else "im2col"; a 3×3 kernel at stride 1 with C ≥
-  winograd_min_input_channels → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
+  winograd_min_input_channels (≥ winograd_small_map_min_input_channels when OH·OW ≤
+  winograd_small_map_positions) → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
   ≤ matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
   row = choices(name() if backend is None else backend)
   if row.conv2d != "by_shape":
@@ -217,9 +246,11 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
     if in_hw is not None and math.prod(in_hw) <= limits.dense_max_input_positions:
       return "dense"
     return "im2col"
-  if (tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1)
-      and channels >= limits.winograd_min_input_channels):
-    return "winograd"
+  if tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1):
+    small_map = math.prod(out_hw) <= limits.winograd_small_map_positions
+    if channels >= (limits.winograd_small_map_min_input_channels if small_map
+                    else limits.winograd_min_input_channels):
+      return "winograd"
   if (math.prod(kernel_hw) <= limits.matmul_kernel_grad_max_taps
       and math.prod(out_hw) <= limits.matmul_kernel_grad_max_positions):
     return "lax_matmul_dw"

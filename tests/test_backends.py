@@ -37,6 +37,8 @@ def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_sca
     ((3, 3, 3, 32), (32, 32), 1, "shift"),         # C = 3, 864 MACs, F > 15
     ((3, 3, 64, 64), (2, 2), 1, "im2col"),         # wide, OH·OW ≤ 4 (input size unknown)
     ((3, 3, 16, 32), (11, 11), 1, "winograd"),     # 3×3, stride 1, C ≥ 16
+    ((3, 3, 16, 32), (8, 8), 1, "lax_matmul_dw"),  # ≤ 64 outputs: C ≥ 32 for Winograd
+    ((3, 3, 32, 32), (8, 8), 1, "winograd"),
     ((3, 3, 256, 256), (4, 4), 1, "winograd"),
     ((3, 3, 8, 64), (11, 11), 1, "lax_matmul_dw"),  # C < 16, 3×3, OH·OW ≤ 121
     ((3, 3, 32, 64), (11, 11), 2, "lax_matmul_dw"),  # stride 2: no Winograd
@@ -185,3 +187,17 @@ def test_keep_freed_memory_is_applied_once_and_says_whether_it_took():
   assert host_memory.keep_freed_memory() is first
   if platform.libc_ver()[0] == "glibc":
     assert first
+
+
+def test_expected_backend_is_found_without_starting_jax(monkeypatch):
+  monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+  assert backends.expected_backend() == "gpu"
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  assert backends.expected_backend() == "cpu"
+  monkeypatch.delenv("JAX_PLATFORMS")
+  monkeypatch.setattr(backends.importlib.util, "find_spec",
+                      lambda name: object() if name == "libtpu" else None)
+  assert backends.expected_backend() == "tpu"
+  monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+  assert backends.expected_backend() == "cpu"
+  assert backends.choices("cpu").keep_freed_memory and not backends.choices("tpu").keep_freed_memory

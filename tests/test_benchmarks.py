@@ -42,6 +42,7 @@ def benchmarks(monkeypatch):
   import benchmarks.models_autodiff
   import benchmarks.op_timings
   import benchmarks.report
+  import benchmarks.roofline
   import benchmarks.run
   return benchmarks
 
@@ -72,6 +73,11 @@ def test_quick_benchmark_writes_the_tables(quick_run):
   (op,) = result["ops"]
   assert {"hw", "autodiff"} <= set(op["impls"])
   assert "## Train-step throughput" in markdown and "## Per-op forward + backward" in markdown
+  # the roofline column: the step's nominal FLOPs over its time, against this run's peak
+  assert "a GFLOP/s (% peak)" in header and "hw GFLOP/s (% peak)" in markdown
+  assert model["train_flops"] == 2 * 100 * (784 * 1000 * 2 + 1000 * 10 * 3)
+  assert result["peak"]["peak_gflops"] > 0 and "xla" in result["peak"]["gflops"]
+  assert "matmul peak" in markdown
   assert result["chart"] == "bench_ratios.png" and "(bench_ratios.png)" in markdown
 
 
@@ -213,6 +219,21 @@ def test_conv_algorithm_sweep(benchmarks):
                                             "x 2x6x6x1, w 3x3x1x2, VALID, no dX"]
   assert all(set(row["cpu_ms"]) == set(policies) for row in rows)
   assert backends.TABLE["cpu"] == before
+
+
+def test_roofline_counts_the_direct_arithmetic_of_the_passes_a_step_needs(benchmarks):
+  arch, roofline = benchmarks.architectures, benchmarks.roofline
+  conv_pass = 2 * 4 * 8 * 8 * 3 * 3 * 3 * 16          # SAME: 8×8 outputs, 3×3×3 taps, 16 out
+  assert roofline.layer_flops(arch.Conv(16, 3, "SAME"), (4, 8, 8, 3),
+                              input_grad=False) == 2 * conv_pass   # forward + dW
+  assert roofline.layer_flops(arch.Conv(16, 3, "VALID"), (4, 8, 8, 3),
+                              input_grad=True) == 3 * 2 * 4 * 6 * 6 * 27 * 16
+  assert roofline.layer_flops(arch.Dense(10), (4, 5, 2), input_grad=True) == 3 * 2 * 4 * 10 * 10
+  assert roofline.layer_flops(arch.MaxPool(), (4, 8, 8, 3), input_grad=True) == 0
+  gflops, fraction = roofline.rate(4e9, 2.0, 4.0)
+  assert (gflops, fraction) == (2.0, 0.5)
+  assert roofline.rate(None, 1.0, 4.0) == (None, None)
+  assert roofline.rate(1e9, 1.0, None) == (1.0, None)
 
 
 def _stats(median, q1, q3):

@@ -62,7 +62,7 @@ def conv2d_cases(key):
       _conv2d_case("picks-lax", rng, (2, 6, 6, 5), (4, 4, 5, 2), stride=2, padding="SAME"),
       _conv2d_case("picks-lax-narrow-few-filters", rng, (2, 6, 5, 3), (3, 3, 3, 4),
                    padding="SAME"),
-      _conv2d_case("picks-winograd", rng, (2, 5, 6, 16), (3, 3, 16, 3), padding="SAME"),
+      _conv2d_case("picks-winograd", rng, (2, 5, 6, 32), (3, 3, 32, 3), padding="SAME"),
   ]
 
 
