@@ -173,8 +173,10 @@ def _transform_2d(rows, cols, pieces, *, broadcast: bool = True, stack: bool = T
 
   ``broadcast``: computed as one broadcast sum Σ_{a,b} c[:, a, b] ⊗ pieces[a][b], which
   XLA builds in one loop fusion (few operations: best when the pieces are slices of one
-  small array); else entry by entry, each reading only its non-zero terms, then stacked
-  (less memory traffic when the pieces are large).
+  small array; a zero coefficient still multiplies, so a non-finite piece makes every
+  entry non-finite); else entry by entry, each reading only its non-zero terms, then
+  stacked (less memory traffic when the pieces are large) — or, with ``stack=False``,
+  returned as the list of entries for a consumer that reads them one by one.
   """
   pieces = [[jnp.asarray(piece) for piece in row] for row in pieces]
   dtype = pieces[0][0].dtype
