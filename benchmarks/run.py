@@ -202,8 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                " intra_op_parallelism_threads=1").strip()
   began = time.perf_counter()
   # as the hw command does on the CPU, before XLA starts; one process: a, b and c alike
-  kept = (backends.choices(backends.expected_backend()).keep_freed_memory
-          and host_memory.keep_freed_memory())
+  kept = host_memory.keep_freed_memory_on(backends.expected_backend())
   facts = machine.facts()
   facts["keep_freed_memory"] = kept
   use_torch = models_torch.available() and not args.no_torch
@@ -247,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(donated state); PyTorch is eager, NCHW. Freed host memory kept for reuse "
               f"(hw.engine.host_memory, as the training engine on the CPU; one process, so "
               f"for a, b and c alike): "
-              f"{'yes' if facts['keep_freed_memory'] else 'no (not glibc)'}.")
+              f"{'yes' if facts['keep_freed_memory'] else 'no (not the CPU, or not glibc)'}"
+              f".")
   load_start = facts["load_average_at_start"]
   noise = None
   if load_start and facts["cpu_count"] and load_start[0] > facts["cpu_count"]:

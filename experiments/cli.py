@@ -322,8 +322,7 @@ def main(argv: Sequence[str] | None = None, *, catalog: Any = None) -> int:
   from experiments import console
   from hw import backends
   from hw.engine import host_memory
-  if backends.choices(backends.expected_backend()).keep_freed_memory:
-    host_memory.keep_freed_memory()  # before XLA's threads take arenas of their own
+  host_memory.keep_freed_memory_on(backends.expected_backend())  # before XLA's threads start
   if argv is None:
     _default_data_dir()
   argv = list(sys.argv[1:] if argv is None else argv)

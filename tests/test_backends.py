@@ -187,6 +187,8 @@ def test_keep_freed_memory_is_applied_once_and_says_whether_it_took():
   assert host_memory.keep_freed_memory() is first
   if platform.libc_ver()[0] == "glibc":
     assert first
+  assert host_memory.keep_freed_memory_on("cpu") is first   # the CPU's row asks for it
+  assert host_memory.keep_freed_memory_on("tpu") is False   # an accelerator's does not
 
 
 def test_expected_backend_is_found_without_starting_jax(monkeypatch):

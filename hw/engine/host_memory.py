@@ -30,6 +30,8 @@ import ctypes
 import ctypes.util
 import functools
 
+from hw import backends
+
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 _TOP_PAD_BYTES = 64 << 20
 _NEVER_TRIM = 2**31 - 1  # mallopt's value is a C int
@@ -54,3 +56,14 @@ def keep_freed_memory() -> bool:
   return all(mallopt(option, value) == 1 for option, value in (
       (_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _NEVER_TRIM),
       (_M_TOP_PAD, _TOP_PAD_BYTES)))
+
+
+def keep_freed_memory_on(backend: str) -> bool:
+  """:func:`keep_freed_memory` where the row of ``backend`` in :mod:`hw.backends` asks for
+  it (the CPU); nothing elsewhere.
+
+  Returns:
+    Whether freed memory is kept: False for a backend whose row does not ask, or where
+    glibc refused.
+  """
+  return backends.choices(backend).keep_freed_memory and keep_freed_memory()

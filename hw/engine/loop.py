@@ -166,8 +166,7 @@ def train(config: ExperimentConfig, data: TrainingData, *, programs: Programs,
     ValueError: ``programs`` were compiled for another configuration or training size.
   """
   check_programs(programs, config, data.train.size)
-  if backends.current().keep_freed_memory:
-    host_memory.keep_freed_memory()
+  host_memory.keep_freed_memory_on(backends.name())
   steps = steps_per_epoch(config, data.train.size)
   if state is None:
     state = init_state(config, programs, data.train.images)
