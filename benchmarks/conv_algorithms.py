@@ -37,6 +37,7 @@ POLICIES: dict[str, tuple[int, ...]] = {
     "lax fwd+im2col bwd": (BIG, 0, 0, 0, 0, 0, 0, BIG, 0, BIG),
     "im2col": (BIG, BIG, 0, 0, 0, BIG, 0, BIG, 0, BIG),
     "shift fwd+im2col bwd": (BIG, 0, BIG, 0, 0, 0, 0, BIG, 0, BIG),
+    "shift fwd+lax bwd": (BIG, 0, 0, 0, 0, 0, BIG, BIG, 0, BIG),
     "winograd": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
     "dense": (0, 0, 0, 0, 0, BIG, 0, BIG, BIG, BIG),
 }

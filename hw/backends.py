@@ -38,13 +38,12 @@ measurements (``docs/speed.md``), and the sweep forces each of them too:
   ones use lax convolutions. The forward pass of a narrow layer is an im2col matmul only
   when it also has at most ``im2col_forward_max_output_channels`` output channels (lax is
   faster for 1 -> 32 channels).
-- A narrow layer with at most ``narrow_lax_max_output_channels`` output channels is lax
-  throughout: its im2col dW is a matmul only that many columns wide, which XLA:CPU runs at
-  a small fraction of its peak (32×32×3 -> 8 SAME: dW 4.3 ms by im2col, 2.6 ms by the lax
-  correlation; the CIFAR handout net's step 1.36× faster, ``docs/speed.md``). Its lax
-  forward pass is slow too, but the shifted-slice forward is worse inside that net: XLA
-  fuses it into the max pool after it, forward and backward, and computes it twice
-  (shifted slices + lax dW: the step 1.39× slower than lax throughout).
+- A narrow layer with at most ``narrow_lax_max_output_channels`` output channels takes
+  lax for dW and dX and shifted slices for the forward pass ("shift_lax"): its im2col dW
+  is a matmul only that many columns wide, which XLA:CPU runs at a small fraction of its
+  peak (32×32×3 -> 8 SAME: dW 3.1 ms by im2col, 1.7 ms by the lax correlation), and its
+  lax forward pass is slow too (5.3 ms against 0.7 by shifted slices). The CIFAR handout
+  net's step is 1.13× faster than with lax throughout (``docs/speed.md``).
 - A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤
   ``shift_forward_max_macs``) computes its forward pass as KH·KW·C shifted slices of X
   times a row of W, summed: one fused elementwise loop, faster than XLA:CPU's convolution
@@ -219,7 +218,7 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
   """conv2d's automatic algorithm for a (KH, KW, C, F) kernel, an (OH, OW) output, a stride
   and an (H, W) input (None: unknown) on ``backend`` (None: :func:`name`). The CPU's rule,
   in order: C ≤
-  im2col_max_input_channels → "lax" if F ≤ narrow_lax_max_output_channels, else "shift" if
+  im2col_max_input_channels → "shift_lax" if F ≤ narrow_lax_max_output_channels, else "shift" if
   KH·KW·C·F ≤ shift_forward_max_macs, else "im2col" if F ≤
   im2col_forward_max_output_channels, else "lax_im2col" if C ≤
   lax_forward_max_input_channels, else "shift"; OH·OW ≤ im2col_max_positions → "dense"
@@ -234,7 +233,7 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
   kernel_hw, channels, filters = w_shape[:2], w_shape[2], w_shape[3]
   if channels <= limits.im2col_max_input_channels:
     if filters <= limits.narrow_lax_max_output_channels:
-      return "lax"
+      return "shift_lax"
     if math.prod(w_shape) <= limits.shift_forward_max_macs:
       return "shift"
     if filters <= limits.im2col_forward_max_output_channels:

@@ -30,7 +30,7 @@ def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_sca
 
 
 @pytest.mark.parametrize("w_shape, out_hw, stride, cpu", [
-    ((3, 3, 3, 8), (32, 32), 1, "lax"),            # C ≤ 4, F ≤ 8
+    ((3, 3, 3, 8), (32, 32), 1, "shift_lax"),      # C ≤ 4, F ≤ 8
     ((3, 3, 1, 16), (26, 26), 1, "shift"),         # C ≤ 4, KH·KW·C·F = 144 ≤ 784
     ((7, 7, 2, 10), (22, 22), 1, "im2col"),        # C ≤ 4, 980 MACs, F ≤ 15
     ((5, 5, 1, 32), (24, 24), 1, "lax_im2col"),    # C = 1, 800 MACs, F > 15

@@ -123,10 +123,10 @@ def test_pinned_rows_hold_cases_their_path_accepts():
       jax.eval_shape(f, primals, extras)  # raises if the path cannot apply
 
 
-def test_conv1d_automatic_row_takes_the_narrow_lax_path():
+def test_conv1d_automatic_row_takes_the_narrow_shift_lax_path():
   spec = REGISTRY["conv1d"]
   assert {_automatic_choice(spec, c) for c in spec.make_cases(case_key(0, "conv1d"))} == {
-      "lax"}
+      "shift_lax"}
 
 
 # ---------------------------------------------------------------- perturbed backward rules

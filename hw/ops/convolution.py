@@ -18,7 +18,7 @@ Input rows/columns that no window reaches (stride > 1, sizes that do not fit) ge
 gradient. The same three formulas have several implementations (none calls autodiff;
 they live in ``hw.ops._conv_paths``):
 - shifted slices (forward): ``Y = Σ_{kh,kw,c} Xp[:, kh::s, kw::s, c] · W[kh, kw, c, :]``,
-  one fused elementwise loop;
+  one fused elementwise loop (over each half of an even batch in turn);
 - im2col: ``patches[(kh, kw), n, i, j, c] = Xp[n, i*s+kh, j*s+kw, c]`` makes the forward
   pass ``patches @ W``, dW one matmul ``patchesᵀ @ dY``, and dX = ``dY @ Wᵀ`` added back
   where each patch was read ("col2im");
@@ -67,6 +67,7 @@ cotangent is zero.
 An *algorithm* names one combination (forward / dW / dX), see ``ALGORITHMS``:
 
     "shift"          shifted slices / im2col matmul / col2im
+    "shift_lax"      shifted slices / lax conv / lax transposed conv
     "im2col"         im2col matmul / im2col matmul (the saved patches) / col2im
     "lax_im2col"     lax conv / im2col matmul / col2im
     "lax"            lax conv / lax conv / lax transposed conv
@@ -115,6 +116,7 @@ class Algorithm(NamedTuple):
 
 ALGORITHMS: dict[str, Algorithm] = {
     "shift": Algorithm("shift", "im2col", "col2im"),
+    "shift_lax": Algorithm("shift", "lax", "lax"),
     "im2col": Algorithm("im2col", "im2col", "col2im"),
     "lax_im2col": Algorithm("lax", "im2col", "col2im"),
     "lax": Algorithm("lax", "lax", "lax"),
@@ -310,7 +312,7 @@ def conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None = None, *,
       symmetric zero padding.
     algorithm: None (default) picks the implementation for the layer's shape and the
       backend (``hw.backends``);
-      a name of ``ALGORITHMS`` ("shift", "im2col", "lax_im2col", "lax",
+      a name of ``ALGORITHMS`` ("shift", "shift_lax", "im2col", "lax_im2col", "lax",
       "lax_matmul_dw", "winograd", "dense", see the module docstring) pins one. Every algorithm
       computes the same derivatives (only speed and rounding differ) and applies to every
       shape, except "winograd": 3×3 kernels at stride 1 only.

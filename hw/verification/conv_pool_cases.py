@@ -60,25 +60,26 @@ def conv2d_cases(key):
       _conv2d_case("picks-lax_im2col", rng, (1, 6, 6, 1), (5, 5, 1, 48), bias=False),
       _conv2d_case("picks-lax_matmul_dw", rng, (2, 5, 5, 5), (3, 3, 5, 2), padding=1),
       _conv2d_case("picks-lax", rng, (2, 6, 6, 5), (4, 4, 5, 2), stride=2, padding="SAME"),
-      _conv2d_case("picks-lax-narrow-few-filters", rng, (2, 6, 5, 3), (3, 3, 3, 4),
-                   padding="SAME"),
+      _conv2d_case("picks-shift_lax", rng, (4, 6, 5, 3), (3, 3, 3, 4), padding="SAME"),
       _conv2d_case("picks-winograd", rng, (2, 5, 6, 32), (3, 3, 32, 3), padding="SAME"),
   ]
 
 
 # A row that pins one algorithm: every stride and padding kind, odd and even sizes, SAME
 # with asymmetric padding, padding wider than the kernel, trailing rows/columns no window
-# reaches, a kernel as large as the image, a 1×1 kernel, batch of one, no bias.
+# reaches, a kernel as large as the image, a 1×1 kernel, batches of 1, 2, 3 and 4 (the
+# shifted-slice forward pass takes an even batch in halves), no bias.
 def conv2d_path_cases(key):
   rng = numpy_rng(key)
   return [
-      _conv2d_case("s1-same-nonsquare-kernel", rng, (2, 7, 9, 3), (3, 2, 3, 4), padding="SAME"),
+      _conv2d_case("s1-same-nonsquare-kernel-batch4", rng, (4, 7, 9, 3), (3, 2, 3, 4),
+                   padding="SAME"),
       _conv2d_case("s1-valid-kernel-is-image-batch1", rng, (1, 5, 6, 2), (5, 6, 2, 2)),
       _conv2d_case("s2-same-even", rng, (2, 8, 6, 2), (3, 3, 2, 3), stride=2, padding="SAME"),
       _conv2d_case("s2-pad-pair", rng, (2, 6, 7, 2), (3, 3, 2, 2), stride=2, padding=(1, 2)),
       _conv2d_case("s3-same-odd-rect-kernel", rng, (2, 9, 10, 2), (3, 4, 2, 2), stride=3,
                    padding="SAME"),
-      _conv2d_case("s3-pad1-odd", rng, (2, 7, 5, 3), (3, 3, 3, 4), stride=3, padding=1),
+      _conv2d_case("s3-pad1-odd-batch3", rng, (3, 7, 5, 3), (3, 3, 3, 4), stride=3, padding=1),
       _conv2d_case("s2x1-pad4-wider-than-kernel", rng, (1, 5, 5, 1), (3, 3, 1, 1),
                    stride=(2, 1), padding=4),
       _conv2d_case("s3-valid-unused-nobias", rng, (2, 7, 5, 1), (2, 2, 1, 3), bias=False,
