@@ -65,14 +65,21 @@ def _shift_sum(xp, kernel, g: _Geometry):
 
 
 def _forward_shift(x, w, g: _Geometry):
-  """Y[n,i,j,:] = Σ_{kh,kw,c} Xp[n, i*sh+kh, j*sw+kw, c] · W[kh,kw,c,:], term by term:
-  one fused elementwise loop, over each half of the batch in turn when N is even.
+  """Y[n,i,j,:] = Σ_{kh,kw,c} Xp[n, i*sh+kh, j*sw+kw, c] · W[kh,kw,c,:], term by term: one
+  fused elementwise loop, which XLA may fuse into Y's consumers."""
+  kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
+  return _shift_sum(_padded(x, g), kernel, g), x
 
-  The halves are a two-step ``lax.map`` because XLA:CPU does not fuse a loop's output
-  into its consumers: written as one plain expression, the sum was fused into every
-  consumer and recomputed there (after it, a max pool's forward and backward computed it
-  three times; the CIFAR handout net's step 1.39× slower than with the lax forward pass),
-  while the loop writes Y once (the step 1.13× faster than lax, ``docs/speed.md``).
+
+def _forward_shift_loop(x, w, g: _Geometry):
+  """The same sum over each half of the batch in turn (a two-step loop) when N is even.
+
+  XLA:CPU does not fuse a loop's output into its consumers, so Y is written once. As one
+  plain expression the sum was fused into every consumer and recomputed there: after
+  Q6.1's 3 -> 8 layer, a max pool's forward and both halves of its backward computed it
+  three times (the step 1.39× slower than with the lax forward pass; 1.13× faster with
+  the loop). Alone, or where its consumer is a batch norm, the loop costs time (writing
+  the halves into one output), so only "shift_lax" takes it (``docs/speed.md``).
   """
   kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
   xp, n = _padded(x, g), x.shape[0]
