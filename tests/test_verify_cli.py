@@ -61,8 +61,8 @@ def test_unknown_op_is_an_error(capsys):
 def test_select_orders_rows_as_requested():
   assert verify.select(REGISTRY, ["max_pool[windows]", "relu"]) == ["max_pool[windows]", "relu"]
   assert verify.select(REGISTRY, ["conv2d[lax]", "conv2d"]) == [
-      "conv2d[lax]", "conv2d", "conv2d[shift]", "conv2d[im2col]", "conv2d[lax_im2col]",
-      "conv2d[lax_matmul_dw]", "conv2d[winograd]", "conv2d[dense]"]
+      "conv2d[lax]", "conv2d", "conv2d[shift]", "conv2d[shift_lax]", "conv2d[im2col]",
+      "conv2d[lax_im2col]", "conv2d[lax_matmul_dw]", "conv2d[winograd]", "conv2d[dense]"]
   assert verify.select(REGISTRY, []) == list(REGISTRY)
 
 
