@@ -202,3 +202,14 @@ def trace_shapes(layers: Sequence[Layer], batch: int,
       shape = (shape[0], layer.features)
   traced.append(("loss", shape))
   return traced
+
+
+def trace_with_input_grads(architecture: Architecture, batch: int
+                           ) -> list[tuple[Layer | str, tuple[int, ...], bool]]:
+  """:func:`trace_shapes` of an architecture, each layer with whether a train step needs
+  its input gradient: not below the first conv or dense layer (nothing there to train)."""
+  traced, after_parameters = [], False
+  for layer, shape in trace_shapes(architecture.layers, batch, architecture.image_shape):
+    traced.append((layer, shape, after_parameters))
+    after_parameters = after_parameters or isinstance(layer, (Conv, Dense))
+  return traced

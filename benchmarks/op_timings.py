@@ -260,24 +260,22 @@ def cases_for(architectures: Sequence[arch.Architecture], *, batch: int,
   rng = np.random.default_rng(seed)
   cases: dict[tuple[str, str], OpCase] = {}
   for architecture in architectures:
-    after_parameters = False   # below the first conv/dense layer no input gradient is needed
-    for layer, shape in arch.trace_shapes(architecture.layers, batch, architecture.image_shape):
+    for layer, shape, input_grad in arch.trace_with_input_grads(architecture, batch):
       if layer == "loss":
         case = _loss_case(shape, rng)
       elif isinstance(layer, arch.Conv):
-        case = conv_case(shape, layer, rng, input_grad=after_parameters)
+        case = conv_case(shape, layer, rng, input_grad=input_grad)
       elif isinstance(layer, arch.MaxPool):
         case = _pool_case(shape, layer, rng)
       elif isinstance(layer, arch.BatchNorm):
         case = _bn_case(shape, layer, rng)
       elif isinstance(layer, arch.Dense):
-        case = _linear_case(shape, layer, rng, input_grad=after_parameters)
+        case = _linear_case(shape, layer, rng, input_grad=input_grad)
       elif isinstance(layer, arch.Dropout):
         case = _dropout_case(shape, layer, rng)
       else:
         continue
-      case.flops = roofline.layer_flops(layer, shape, input_grad=after_parameters) or None
-      after_parameters = after_parameters or isinstance(layer, (arch.Conv, arch.Dense))
+      case.flops = roofline.layer_flops(layer, shape, input_grad=input_grad) or None
       if case.op not in ops:
         continue
       case = cases.setdefault((case.op, case.shape), case)

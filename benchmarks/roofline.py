@@ -43,13 +43,9 @@ def layer_flops(layer: Any, in_shape: Sequence[int], *, input_grad: bool) -> flo
 
 def train_step_flops(architecture: arch.Architecture, batch: int) -> float:
   """Nominal FLOPs of one train step (forward, dW, dX below the first parameter layer)."""
-  total, after_parameters = 0.0, False
-  for layer, shape in arch.trace_shapes(architecture.layers, batch, architecture.image_shape):
-    if layer == "loss":
-      continue
-    total += layer_flops(layer, shape, input_grad=after_parameters)
-    after_parameters = after_parameters or isinstance(layer, (arch.Conv, arch.Dense))
-  return total
+  return sum(layer_flops(layer, shape, input_grad=input_grad)
+             for layer, shape, input_grad in arch.trace_with_input_grads(architecture, batch)
+             if layer != "loss")
 
 
 def measure_peak(*, rounds: int, target_s: float, with_torch: bool) -> dict[str, Any]:
