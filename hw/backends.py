@@ -42,8 +42,10 @@ measurements (``docs/speed.md``), and the sweep forces each of them too:
   lax for dW and dX and shifted slices for the forward pass ("shift_lax"): its im2col dW
   is a matmul only that many columns wide, which XLA:CPU runs at a small fraction of its
   peak (32×32×3 -> 8 SAME: dW 3.1 ms by im2col, 1.7 ms by the lax correlation), and its
-  lax forward pass is slow too (5.3 ms against 0.7 by shifted slices). The CIFAR handout
-  net's step is 1.13× faster than with lax throughout (``docs/speed.md``).
+  lax forward pass is slow too (5.3 ms against 0.7 by shifted slices, written once so
+  that the max pool after it does not recompute them). The CIFAR handout net's step was
+  1.13× faster than with lax throughout, and 1.07× faster again in the final form of the
+  forward pass (``docs/speed.md``).
 - A narrow layer with few multiply-adds per output pixel (C·KH·KW·F ≤
   ``shift_forward_max_macs``) computes its forward pass as KH·KW·C shifted slices of X
   times a row of W, summed: one fused elementwise loop, faster than XLA:CPU's convolution

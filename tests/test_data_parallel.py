@@ -15,6 +15,7 @@ import pytest
 
 from hw.engine import steps
 from hw.engine.config import ExperimentConfig
+from hw.ops.convolution import ALGORITHMS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -151,3 +152,44 @@ def test_a_conv_net_at_a_real_batch_on_eight_devices_trains_like_one():
   assert out["max_rel"] < 1e-4, out
   np.testing.assert_allclose(out["loss8"], out["loss1"], rtol=1e-5)
   assert out["val8"] == out["val1"], out
+
+
+SHARDED_CONV_SCRIPT = textwrap.dedent("""
+    import json, re
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    from hw.ops import conv2d
+    from hw.ops.convolution import ALGORITHMS
+
+    assert jax.local_device_count() == 8, jax.devices()
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    x = jax.device_put(jnp.ones((16, 6, 6, 3)), NamedSharding(mesh, PartitionSpec("batch")))
+    w = jax.device_put(jnp.ones((3, 3, 3, 4)), NamedSharding(mesh, PartitionSpec()))
+    found = {}
+    for algorithm in ALGORITHMS:
+      loss = lambda w, x: jnp.sum(conv2d(x, w, padding="SAME", algorithm=algorithm) ** 2)
+      hlo = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(w, x).compile().as_text()
+      found[algorithm] = {op: len(re.findall(op + r"[.(]", hlo))
+                          for op in ("all-gather", "all-to-all", "collective-permute",
+                                     "all-reduce")}
+    print("RESULT" + json.dumps(found))
+""")
+
+
+def test_every_conv_algorithm_keeps_a_batch_sharded_step_local():
+  """Data parallel on a batch-sharded conv: each algorithm's forward and backward run on
+  each device's part of the batch, the only collective the all-reduce that sums dW (the
+  first form of "shift_lax", a loop over the two halves of the batch, made XLA all-gather
+  the input)."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+  done = subprocess.run([sys.executable, "-c", SHARDED_CONV_SCRIPT], env=env,
+                        capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert done.returncode == 0, done.stderr[-3000:]
+  line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT"))
+  found = json.loads(line[len("RESULT"):])
+  assert set(found) == set(ALGORITHMS)
+  for algorithm, counts in found.items():
+    assert counts["all-reduce"] >= 1, (algorithm, counts)
+    assert counts["all-gather"] == counts["all-to-all"] == counts["collective-permute"] == 0, (
+        algorithm, counts)

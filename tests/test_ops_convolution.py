@@ -170,7 +170,7 @@ def test_automatic_choice_rules():
     ((3, 9, 8, 1), (5, 5, 1, 32), "lax_im2col"),
     ((3, 9, 8, 6), (3, 3, 6, 4), "lax_matmul_dw"),
     ((3, 9, 8, 6), (5, 5, 6, 4), "lax"),
-    ((4, 9, 8, 2), (3, 3, 2, 4), "shift_lax"),  # an even batch: the forward pass in halves
+    ((4, 9, 8, 2), (3, 3, 2, 4), "shift_lax"),
     ((3, 9, 8, 32), (3, 3, 32, 4), "winograd"),
     ((3, 4, 4, 6), (3, 3, 6, 4), "dense"),
 ])

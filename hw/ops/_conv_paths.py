@@ -71,22 +71,25 @@ def _forward_shift(x, w, g: _Geometry):
   return _shift_sum(_padded(x, g), kernel, g), x
 
 
-def _forward_shift_loop(x, w, g: _Geometry):
-  """The same sum over each half of the batch in turn (a two-step loop) when N is even.
+def _forward_shift_once(x, w, g: _Geometry):
+  """The sum of :func:`_forward_shift`, written once: inside a ``lax.cond`` whose two
+  branches are that same sum.
 
-  XLA:CPU does not fuse a loop's output into its consumers, so Y is written once. As one
-  plain expression the sum was fused into every consumer and recomputed there: after
-  Q6.1's 3 -> 8 layer, a max pool's forward and both halves of its backward computed it
-  three times (the step 1.39× slower than with the lax forward pass; 1.13× faster with
-  the loop). Alone, or where its consumer is a batch norm, the loop costs time (writing
-  the halves into one output), so only "shift_lax" takes it (``docs/speed.md``).
+  XLA:CPU does not fuse a conditional's output into its consumers. As a plain expression
+  the sum was fused into every consumer and recomputed there: after Q6.1's 3 -> 8 layer,
+  a max pool's forward and both halves of its backward computed it three times (the step
+  1.39× slower than with the lax forward pass; 1.13× faster with Y written once). The
+  predicate (whether W's first entry is finite) is read at run time only so that XLA
+  cannot fold the conditional away; either branch gives the same Y. Where a batch norm
+  follows (Q6.2's 3 -> 32) the plain sum was faster, so only "shift_lax" takes this
+  (``docs/speed.md``).
   """
   kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
-  xp, n = _padded(x, g), x.shape[0]
-  if n < 2 or n % 2:
-    return _shift_sum(xp, kernel, g), x
-  halves = lax.map(lambda half: _shift_sum(half, kernel, g), xp.reshape(2, n // 2, *xp.shape[1:]))
-  return halves.reshape(n, *halves.shape[2:]), x
+
+  def shift_sum(x):
+    return _shift_sum(_padded(x, g), kernel, g)
+
+  return lax.cond(jnp.isfinite(kernel[0, 0, 0]), shift_sum, shift_sum, x), x
 
 
 def _forward_im2col(x, w, g: _Geometry):

@@ -18,8 +18,8 @@ Input rows/columns that no window reaches (stride > 1, sizes that do not fit) ge
 gradient. The same three formulas have several implementations (none calls autodiff;
 they live in ``hw.ops._conv_paths``):
 - shifted slices (forward): ``Y = Σ_{kh,kw,c} Xp[:, kh::s, kw::s, c] · W[kh, kw, c, :]``,
-  one fused elementwise loop (for "shift_lax", over each half of an even batch in turn,
-  so that XLA writes Y once instead of fusing the sum into each of its consumers);
+  one fused elementwise loop (for "shift_lax" inside a conditional with two equal
+  branches, so that XLA writes Y once instead of fusing the sum into each consumer);
 - im2col: ``patches[(kh, kw), n, i, j, c] = Xp[n, i*s+kh, j*s+kw, c]`` makes the forward
   pass ``patches @ W``, dW one matmul ``patchesᵀ @ dY``, and dX = ``dY @ Wᵀ`` added back
   where each patch was read ("col2im");
@@ -98,7 +98,7 @@ from hw.ops import _checks
 # _input_grad) look them up here, in this module's namespace.
 from hw.ops._conv_paths import (_forward_dense, _forward_im2col, _input_grad_dense,
                                 _kernel_grad_dense, _forward_lax, _forward_shift,
-                                _forward_shift_loop,
+                                _forward_shift_once,
                                 _input_grad_col2im, _input_grad_transposed_conv,
                                 _forward_winograd, _input_grad_winograd,
                                 _kernel_grad_im2col, _kernel_grad_lax, _kernel_grad_matmul,
@@ -111,14 +111,14 @@ from hw.ops._conv_paths import (_forward_dense, _forward_im2col, _input_grad_den
 
 class Algorithm(NamedTuple):
   """How one conv algorithm computes each part (a row of the table in the docstring)."""
-  forward: str  # "shift" | "shift_loop" | "im2col" | "lax" | "winograd" | "dense"
+  forward: str  # "shift" | "shift_once" | "im2col" | "lax" | "winograd" | "dense"
   kernel_grad: str  # "im2col" | "matmul" | "lax" | "winograd"
   input_grad: str  # "col2im" | "lax" | "winograd"
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "shift": Algorithm("shift", "im2col", "col2im"),
-    "shift_lax": Algorithm("shift_loop", "lax", "lax"),
+    "shift_lax": Algorithm("shift_once", "lax", "lax"),
     "im2col": Algorithm("im2col", "im2col", "col2im"),
     "lax_im2col": Algorithm("lax", "im2col", "col2im"),
     "lax": Algorithm("lax", "lax", "lax"),
@@ -228,8 +228,8 @@ def _forward(x, w, b, g: _Geometry):
   kind = g.parts.forward
   if kind == "shift":
     y, saved = _forward_shift(x, w, g)
-  elif kind == "shift_loop":
-    y, saved = _forward_shift_loop(x, w, g)
+  elif kind == "shift_once":
+    y, saved = _forward_shift_once(x, w, g)
   elif kind == "im2col":
     y, saved = _forward_im2col(x, w, g)
   elif kind == "winograd":

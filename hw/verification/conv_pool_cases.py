@@ -67,8 +67,7 @@ def conv2d_cases(key):
 
 # A row that pins one algorithm: every stride and padding kind, odd and even sizes, SAME
 # with asymmetric padding, padding wider than the kernel, trailing rows/columns no window
-# reaches, a kernel as large as the image, a 1×1 kernel, batches of 1, 2, 3 and 4 (the
-# forward pass of "shift_lax" takes an even batch in halves), no bias.
+# reaches, a kernel as large as the image, a 1×1 kernel, batches of 1 to 4, no bias.
 def conv2d_path_cases(key):
   rng = numpy_rng(key)
   return [
