@@ -185,3 +185,18 @@ def test_automatic_choice_computes_exactly_what_pinning_it_computes(x_shape, w_s
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, w, b)
 
   chex.assert_trees_all_equal(value_and_grads(None), value_and_grads(algorithm))
+
+
+@pytest.mark.parametrize("algorithm", [None, *convolution.ALGORITHMS])
+@pytest.mark.parametrize("channels, filters", [(0, 4), (3, 0)])
+def test_every_algorithm_takes_a_kernel_with_no_input_channels_or_no_filters(
+    algorithm, channels, filters):
+  x = jnp.ones((2, 5, 5, channels))
+  w, b = jnp.ones((3, 3, channels, filters)), jnp.full((filters,), 0.5)
+  loss = lambda x, w, b: jnp.sum(ops.conv2d(x, w, b, algorithm=algorithm))
+  value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(x, w, b)
+  np.testing.assert_array_equal(ops.conv2d(x, w, b, algorithm=algorithm),
+                                jnp.full((2, 3, 3, filters), 0.5))  # the empty sum, plus b
+  assert float(value) == 0.5 * 2 * 3 * 3 * filters
+  assert [g.shape for g in grads] == [x.shape, w.shape, b.shape]
+  np.testing.assert_array_equal(grads[2], jnp.full((filters,), 18.0))

@@ -61,13 +61,15 @@ def _shift_sum(xp, kernel, g: _Geometry):
     for c in range(kernel.shape[1]):
       term = piece[..., c:c + 1] * kernel[offset, c]
       y = term if y is None else y + term
+  if y is None:  # no input channels: the empty sum
+    return jnp.zeros((xp.shape[0], *g.out_hw, kernel.shape[2]), xp.dtype)
   return y
 
 
 def _forward_shift(x, w, g: _Geometry):
   """Y[n,i,j,:] = Σ_{kh,kw,c} Xp[n, i*sh+kh, j*sw+kw, c] · W[kh,kw,c,:], term by term: one
   fused elementwise loop, which XLA may fuse into Y's consumers."""
-  kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
+  kernel = w.reshape(w.shape[0] * w.shape[1], w.shape[2], w.shape[3])  # ((kh, kw), c, f)
   return _shift_sum(_padded(x, g), kernel, g), x
 
 
@@ -79,23 +81,23 @@ def _forward_shift_once(x, w, g: _Geometry):
   the sum was fused into every consumer and recomputed there: after Q6.1's 3 -> 8 layer,
   a max pool's forward and both halves of its backward computed it three times (the step
   1.39× slower than with the lax forward pass; 1.13× faster with Y written once). The
-  predicate (whether W's first entry is finite) is read at run time only so that XLA
+  predicate (whether every entry of W is finite) is read at run time only so that XLA
   cannot fold the conditional away; either branch gives the same Y. Where a batch norm
   follows (Q6.2's 3 -> 32) the plain sum was faster, so only "shift_lax" takes this
   (``docs/speed.md``).
   """
-  kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
+  kernel = w.reshape(w.shape[0] * w.shape[1], w.shape[2], w.shape[3])  # ((kh, kw), c, f)
 
   def shift_sum(x):
     return _shift_sum(_padded(x, g), kernel, g)
 
-  return lax.cond(jnp.isfinite(kernel[0, 0, 0]), shift_sum, shift_sum, x), x
+  return lax.cond(jnp.all(jnp.isfinite(kernel)), shift_sum, shift_sum, x), x
 
 
 def _forward_im2col(x, w, g: _Geometry):
   """Y = patches @ W; the patches are the residual that ``_kernel_grad`` reads."""
   saved = _patches(x, g)
-  kernel = w.reshape(-1, w.shape[2], w.shape[3])  # ((kh, kw), c, f)
+  kernel = w.reshape(w.shape[0] * w.shape[1], w.shape[2], w.shape[3])  # ((kh, kw), c, f)
   return lax.dot_general(saved, kernel, (((0, 4), (0, 1)), ((), ()))), saved
 
 
@@ -136,7 +138,7 @@ def _kernel_grad_matmul(x, dy, w_shape, g: _Geometry):
       lax.slice(xt, (0, 0, kh, kw), (c, n, kh + (oh - 1) * sh + 1, kw + (ow - 1) * sw + 1),
                 (1, 1, sh, sw))
       for kh in range(g.kernel_hw[0]) for kw in range(g.kernel_hw[1])])
-  dw = patches.reshape(-1, n * oh * ow) @ dy.reshape(-1, dy.shape[3])
+  dw = patches.reshape(patches.shape[0] * c, n * oh * ow) @ dy.reshape(n * oh * ow, dy.shape[3])
   return dw.reshape(w_shape)
 
 
@@ -151,7 +153,7 @@ def _input_grad_col2im(dy, w, g: _Geometry):
   n, (oh, ow), (sh, sw) = dy.shape[0], g.out_hw, g.stride
   (lo_h, _), (lo_w, _) = g.pads
   h, wd = g.in_hw
-  dpatches = lax.dot_general(dy, w.reshape(-1, f), (((3,), (1,)), ((), ())))
+  dpatches = lax.dot_general(dy, w.reshape(kh_size * kw_size * c, f), (((3,), (1,)), ((), ())))
   dpatches = dpatches.reshape(n, oh, ow, kh_size, kw_size, c)
   zero = jnp.zeros((), dy.dtype)
   dx = None

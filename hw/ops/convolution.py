@@ -86,6 +86,7 @@ each path separately.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -272,7 +273,7 @@ def _bias_grad(dy, b):
   layer's backward (UCL model 4's first conv: 11.3 vs 4.4 CPU-ms; measurements.md)."""
   if b is None:
     return None
-  rows = dy.reshape(-1, dy.shape[-1])
+  rows = dy.reshape(math.prod(dy.shape[:-1]), dy.shape[-1])
   return lax.dot(jnp.ones((rows.shape[0],), dy.dtype), rows, precision=lax.Precision.HIGHEST)
 
 
