@@ -15,8 +15,8 @@ arenas, which take any block over 64 MiB from ``mmap`` whatever the settings; ``
 = 0) and never to give freed memory back (``M_TRIM_THRESHOLD`` = 2³¹ − 1, the largest an
 int holds; ``M_TOP_PAD`` = 64 MiB): a process holds on to its peak memory, and reuses it.
 Q6.2's quick run (``hw reproduce --only q6_2``): 19.3 million minor page faults and 104 s
-without, 0.8 million and 93 s with (peak resident memory 3.3 and 3.9 GB; the same
-accuracy). It changes
+without, 0.2 million and 89 s with (peak resident memory 3.3 and 4.0 GB; the same
+accuracy; ``docs/speed.md``). It changes
 no result (allocation does not change arithmetic) and does nothing where the C library is
 not glibc. The ``hw`` command calls it at start when the backend JAX will pick
 (:func:`hw.backends.expected_backend`) has ``keep_freed_memory`` in its row of

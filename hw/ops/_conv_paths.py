@@ -17,26 +17,17 @@ if TYPE_CHECKING:
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def _padded(x, g: _Geometry):
-  """Xp: X with the layer's zero padding (X itself when there is none)."""
-  (lo_h, hi_h), (lo_w, hi_w) = g.pads
-  if not (any(g.pads[0]) or any(g.pads[1])):
-    return x
-  return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
-
-
-def _slices_of_padded(xp, g: _Geometry):
+def _shifted_slices(x, g: _Geometry):
   """For each kernel offset (kh, kw) in row-major order: Xp[:, i*sh + kh, j*sw + kw, :]."""
-  n, c = xp.shape[0], xp.shape[3]
+  (lo_h, hi_h), (lo_w, hi_w) = g.pads
+  xp = x
+  if any(g.pads[0]) or any(g.pads[1]):
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+  n, c = x.shape[0], x.shape[3]
   (oh, ow), (sh, sw) = g.out_hw, g.stride
   return [lax.slice(xp, (0, kh, kw, 0), (n, kh + (oh - 1) * sh + 1, kw + (ow - 1) * sw + 1, c),
                     (1, sh, sw, 1))
           for kh in range(g.kernel_hw[0]) for kw in range(g.kernel_hw[1])]
-
-
-def _shifted_slices(x, g: _Geometry):
-  """For each kernel offset (kh, kw) in row-major order: Xp[:, i*sh + kh, j*sw + kw, :]."""
-  return _slices_of_padded(_padded(x, g), g)
 
 
 def _patches(x, g: _Geometry):
@@ -54,23 +45,18 @@ def _unused(g: _Geometry) -> tuple[int, int]:
                in zip(g.in_hw, g.kernel_hw, g.stride, g.out_hw, g.pads))
 
 
-def _shift_sum(xp, kernel, g: _Geometry):
-  """Σ_{(kh,kw),c} Xp[:, i*sh+kh, j*sw+kw, c] · kernel[(kh,kw), c, :] for a padded Xp."""
-  y = None
-  for offset, piece in enumerate(_slices_of_padded(xp, g)):
-    for c in range(kernel.shape[1]):
-      term = piece[..., c:c + 1] * kernel[offset, c]
-      y = term if y is None else y + term
-  if y is None:  # no input channels: the empty sum
-    return jnp.zeros((xp.shape[0], *g.out_hw, kernel.shape[2]), xp.dtype)
-  return y
-
-
 def _forward_shift(x, w, g: _Geometry):
   """Y[n,i,j,:] = Σ_{kh,kw,c} Xp[n, i*sh+kh, j*sw+kw, c] · W[kh,kw,c,:], term by term: one
   fused elementwise loop, which XLA may fuse into Y's consumers."""
   kernel = w.reshape(w.shape[0] * w.shape[1], w.shape[2], w.shape[3])  # ((kh, kw), c, f)
-  return _shift_sum(_padded(x, g), kernel, g), x
+  y = None
+  for offset, piece in enumerate(_shifted_slices(x, g)):
+    for c in range(w.shape[2]):
+      term = piece[..., c:c + 1] * kernel[offset, c]
+      y = term if y is None else y + term
+  if y is None:  # no input channels: the empty sum
+    y = jnp.zeros((x.shape[0], *g.out_hw, w.shape[3]), x.dtype)
+  return y, x
 
 
 def _forward_shift_once(x, w, g: _Geometry):
@@ -86,12 +72,10 @@ def _forward_shift_once(x, w, g: _Geometry):
   follows (Q6.2's 3 -> 32) the plain sum was faster, so only "shift_lax" takes this
   (``docs/speed.md``).
   """
-  kernel = w.reshape(w.shape[0] * w.shape[1], w.shape[2], w.shape[3])  # ((kh, kw), c, f)
-
   def shift_sum(x):
-    return _shift_sum(_padded(x, g), kernel, g)
+    return _forward_shift(x, w, g)[0]
 
-  return lax.cond(jnp.all(jnp.isfinite(kernel)), shift_sum, shift_sum, x), x
+  return lax.cond(jnp.all(jnp.isfinite(w)), shift_sum, shift_sum, x), x
 
 
 def _forward_im2col(x, w, g: _Geometry):
