@@ -14,7 +14,9 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 
 import experiments
+from hw import backends
 from hw import nn as hnn
+from hw.engine import steps
 from hw.nn import models
 
 IMAGE_SHAPE = (28, 28, 1)   # MNIST, NHWC without the batch axis
@@ -81,6 +83,8 @@ class Architecture:
       autodiff (b) and PyTorch (c) versions are built from.
     image_shape: input (H, W, C).
     epoch_images: training images in one epoch.
+    batch_halves: the training engine computes this experiment's steps on the CPU as two
+      independent half-batch passes (:func:`hw.backends.batch_halves`), so (a) and (b) do.
   """
   name: str
   title: str
@@ -90,6 +94,7 @@ class Architecture:
   layers: tuple[Layer, ...]
   image_shape: tuple[int, int, int] = IMAGE_SHAPE
   epoch_images: int = 54_000
+  batch_halves: bool = False
 
 
 def layers_from_module(module: nn.Module) -> tuple[Layer, ...]:
@@ -155,8 +160,13 @@ def load(name: str) -> Architecture:
   """The architecture of experiment ``name`` ("q4_4", "q5_3", "q5_4", ...): the ``model``
   and ``model_kwargs`` of ``experiments/<name>.py`` under the "full" profile."""
   config = experiments.get_config(name, "full")
-  return from_model(config.name, config.title, config.model, config.model_kwargs,
-                    config.dataset)
+  architecture = from_model(config.name, config.title, config.model, config.model_kwargs,
+                            config.dataset)
+  module = architecture.module
+  halves = backends.batch_halves(
+      is_conv_net=steps.is_conv_net(module), batch_norm=bool(getattr(module, "batch_norm", False)),
+      augmented=config.augment is not None, batch_size=config.batch_size)
+  return dataclasses.replace(architecture, batch_halves=halves)
 
 
 def describe(layers: Sequence[Layer]) -> str:

@@ -6,7 +6,9 @@
     ``nn.BatchNorm``, ``nn.Dropout``, ``nn.max_pool``) and
     ``optax.softmax_cross_entropy_with_integer_labels``, differentiated by JAX autodiff.
 Both use the same jitted step: forward, ``jax.value_and_grad``, ``optax.sgd`` update,
-running batch-norm statistics updated, a fresh dropout key per step.
+running batch-norm statistics updated, a fresh dropout key per step; for a network that the
+training engine steps in two half-batch passes on this backend (``Architecture.batch_halves``,
+:func:`hw.backends.batch_halves`) both compute their scores that way.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import optax
 
 from benchmarks import architectures as arch
 from hw import ops
+from hw.engine import steps
 
 LEARNING_RATE = 1e-3
 # (a) and (b) give the same float32 scores up to rounding (batch-norm variance formulas)
@@ -116,10 +119,13 @@ class JaxTrainer:
     loss_fn: ``(logits, labels) -> scalar``.
     images: (N, 28, 28, 1) float32; labels: (N,) int32.
     seed: initialisation / dropout seed.
+    halves: the scores as two independent passes over the halves of the batch
+      (:func:`hw.engine.steps.scores_in_halves`, as the engine steps such nets); only for
+      networks without batch norm.
   """
 
   def __init__(self, module: nn.Module, loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
-               images: jax.Array, labels: jax.Array, *, seed: int = 0):
+               images: jax.Array, labels: jax.Array, *, seed: int = 0, halves: bool = False):
     self.images, self.labels = images, labels
     init_key, self._key = jax.random.split(jax.random.PRNGKey(seed))
     variables = module.init({"params": init_key, "dropout": init_key}, images, train=True)
@@ -132,6 +138,11 @@ class JaxTrainer:
       variables = {"params": params}
       if batch_stats:
         variables["batch_stats"] = batch_stats
+      if halves:
+        logits = steps.scores_in_halves(
+            lambda part, part_key: module.apply(variables, part, train=True,
+                                                rngs={"dropout": part_key}), x, key)
+        return loss_fn(logits, y), batch_stats
       logits, updates = module.apply(variables, x, train=True, rngs={"dropout": key},
                                      mutable=["batch_stats"])
       return loss_fn(logits, y), updates.get("batch_stats", batch_stats)

@@ -108,9 +108,11 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
                          f"(max |difference| {error:.3g}); fix benchmarks.architectures."
                          f"layers_from_module or the builder of {what}")
   trainers = {
-      "a": jax_models.JaxTrainer(architecture.module, jax_models.hw_loss, x, y),
+      "a": jax_models.JaxTrainer(architecture.module, jax_models.hw_loss, x, y,
+                                 halves=architecture.batch_halves),
       "b": jax_models.JaxTrainer(jax_models.AutodiffNet(tuple(architecture.layers)),
-                                 jax_models.autodiff_loss, x, y),
+                                 jax_models.autodiff_loss, x, y,
+                                 halves=architecture.batch_halves),
   }
   for i, threads in enumerate(torch_threads):
     trainers["c" if i == 0 else f"c{threads}t"] = models_torch.TorchTrainer(
@@ -153,6 +155,7 @@ def bench_model(architecture: arch.Architecture, images: np.ndarray, labels: np.
       "epoch_s_estimate": {k: ms * 1e-3 * architecture.epoch_images / batch
                            for k, ms in step_ms.items()},
       "final_loss": {k: t.last_loss for k, t in trainers.items()},
+      "batch_halves": architecture.batch_halves,
   }
 
 
@@ -238,12 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
   reproduce = time_reproduce(args.data_dir) if args.reproduce else None
 
   shapes = ", ".join(dict.fromkeys("×".join(map(str, a.image_shape)) for a in architectures))
+  halved = ", ".join(a.name for a in architectures if a.batch_halves) or "no model here"
   settings = (f"Settings: batch {args.batch}, float32, random data of each model's input "
               f"shape ({shapes or 'none'}; one fixed batch), plain SGD (lr 1e-3) in all "
               f"three; {args.rounds} interleaved rounds per "
               f"model (order rotated each round) after warm-up, ~{args.seconds:g} s per "
               f"measurement; per-op: {args.op_rounds} rounds. JAX steps are one jitted call "
-              f"(donated state); PyTorch is eager, NCHW. Freed host memory kept for reuse "
+              f"(donated state); for {halved}, a and b compute the scores as two "
+              f"independent passes over the halves of the batch, as the training engine "
+              f"steps these nets on this backend (hw.backends, 'batch halves'). PyTorch "
+              f"is eager, NCHW. Freed host memory kept for reuse "
               f"(hw.engine.host_memory, as the training engine on the CPU; one process, so "
               f"for a, b and c alike): "
               f"{'yes' if facts['keep_freed_memory'] else 'no (not the CPU, or not glibc)'}"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hw import metrics
-from hw.engine import loop, steps
+from hw.engine import loop, randomness, steps
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, to_device
 from hw.nn import models
@@ -38,6 +38,44 @@ def test_conv_nets_step_per_batch_on_cpu_dense_nets_scan_and_accelerators_scan()
   assert steps.per_batch_stepping(_config(), conv, "tpu") is False
   assert steps.per_batch_stepping(_config(jit_per_batch=True), dense, "cpu") is True
   assert steps.per_batch_stepping(_config(jit_per_batch=False), conv, "cpu") is False
+
+
+def test_a_step_over_two_half_batches_is_the_step_over_the_batch(data):
+  """The halves' scores are concatenated and the loss is their mean over the whole batch:
+  the same loss, gradients and updated parameters up to float rounding."""
+  import jax
+  from hw import backends
+  config = _config(model="cnn", model_kwargs={"filters": 4, "filter_size": 3, "hidden_size": 8},
+                   jit_per_batch=True)
+  results = {}
+  for halves in (False, True):
+    with backends.replaced("cpu", batch_halves=halves):
+      programs = loop.programs_for(config, 2, data.train.size)
+      state = loop.init_state(config, programs, data.train.images)
+      initial = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state.params)]
+      index = np.arange(config.batch_size, dtype=np.int32)
+      key = randomness.key_data(np.random.default_rng(0))
+      results[halves] = programs.step(state, data.train.images, data.train.labels,
+                                      *programs.feed(index, key))
+  (whole, loss, correct), (halved, halved_loss, halved_correct) = results[False], results[True]
+  np.testing.assert_allclose(halved_loss, loss, rtol=1e-6)
+  assert int(halved_correct) == int(correct)
+  for a, b in zip(jax.tree_util.tree_leaves(halved.params), jax.tree_util.tree_leaves(whole.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert not all(np.array_equal(a, b)
+                 for a, b in zip(jax.tree_util.tree_leaves(halved.params), initial))
+
+
+def test_scores_in_halves_gives_each_half_its_own_key():
+  import jax
+  import jax.numpy as jnp
+  seen = []
+  x = jnp.arange(10.0).reshape(5, 2)
+  out = steps.scores_in_halves(lambda part, key: (seen.append(key), part * 2)[1], x,
+                               jax.random.key(1))
+  np.testing.assert_array_equal(out, x * 2)
+  assert len(seen) == 2 and not np.array_equal(jax.random.key_data(seen[0]),
+                                               jax.random.key_data(seen[1]))
 
 
 def _train(config, data, **kwargs):

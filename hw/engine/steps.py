@@ -59,12 +59,24 @@ class TrainState:
     return {"params": self.params, "batch_stats": self.batch_stats}
 
 
+def is_conv_net(model: Any) -> bool:
+  return isinstance(model, (models.ConvNet, models.VGG))
+
+
 def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bool:
   """One jitted call per batch (True) or scanned chunks: ``config.jit_per_batch`` if set;
   else the backend's choice for conv nets (:mod:`hw.backends`: per batch on the
   CPU, scans on GPU/TPU); other models scan."""
-  return backends.per_batch_stepping(config.jit_per_batch,
-                                     isinstance(model, (models.ConvNet, models.VGG)), backend)
+  return backends.per_batch_stepping(config.jit_per_batch, is_conv_net(model), backend)
+
+
+def scores_in_halves(apply: Callable[..., Any], x: jax.Array, key: jax.Array) -> jax.Array:
+  """``apply(x_half, key_half)`` on the two halves of the batch ``x``, concatenated: two
+  independent passes that XLA:CPU can run side by side (:mod:`hw.backends`, "batch
+  halves"). Each half draws its dropout masks from its own key, ``jax.random.split(key)``."""
+  middle = x.shape[0] // 2
+  first, second = jax.random.split(key)
+  return jnp.concatenate([apply(x[:middle], first), apply(x[middle:], second)])
 
 
 def device_count(config: ExperimentConfig) -> int:
@@ -170,6 +182,10 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
   augment = augmentations.AUGMENTATIONS[config.augment] if config.augment else None
   traces: collections.Counter = collections.Counter()
   mesh = make_mesh(config)
+  halves = backends.batch_halves(
+      is_conv_net=is_conv_net(model), batch_norm=bool(getattr(model, "batch_norm", False)),
+      augmented=augment is not None, batch_size=config.batch_size,
+      mesh_devices=1 if mesh is None else mesh.size)
   if mesh is None:
     split_batch = lambda x, axis=0: x
   else:
@@ -193,8 +209,14 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
       x = augment(x, key=jax.random.fold_in(key, 1))
 
     def loss_fn(params):
-      scores, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x,
-                                    train=True, rngs={"dropout": key}, mutable=["batch_stats"])
+      variables = {"params": params, "batch_stats": state.batch_stats}
+      if halves:  # no batch norm, so no batch statistics to update
+        scores = scores_in_halves(
+            lambda part, part_key: model.apply(variables, part, train=True,
+                                               rngs={"dropout": part_key}), x, key)
+        return loss.fn(scores, y, reduction="mean"), (scores, {})
+      scores, updates = model.apply(variables, x, train=True, rngs={"dropout": key},
+                                    mutable=["batch_stats"])
       return loss.fn(scores, y, reduction="mean"), (scores, updates)
 
     (value, (scores, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
