@@ -33,3 +33,20 @@ def test_output_dtype_matches_input_dtype(dtype):
   for name, out in outputs.items():
     assert out.dtype == np.dtype(dtype), name
     chex.assert_shape(out, (6, 4))
+
+
+@pytest.mark.parametrize("din, dout", [(0, 4), (3, 0)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_takes_no_inputs_or_no_outputs(din, dout, with_bias):
+  x, w = jax.numpy.ones((2, 5, din)), jax.numpy.ones((din, dout))
+  b = jax.numpy.full((dout,), 0.5) if with_bias else None
+  arguments = (x, w, b) if with_bias else (x, w)
+  loss = lambda *a: jax.numpy.sum(ops.linear(*a))
+  value, grads = jax.value_and_grad(loss, argnums=tuple(range(len(arguments))))(*arguments)
+  offset = 0.5 if with_bias else 0.0
+  np.testing.assert_array_equal(ops.linear(*arguments), np.full((2, 5, dout), offset))
+  assert float(value) == offset * 10 * dout   # the empty sum, plus b
+  assert [g.shape for g in grads] == [a.shape for a in arguments]
+  np.testing.assert_array_equal(grads[0], np.full((2, 5, din), float(dout)))
+  if with_bias:
+    np.testing.assert_array_equal(grads[2], np.full((dout,), 10.0))

@@ -285,32 +285,32 @@ def _forward_winograd(x, w, g: _Geometry):
   return y.reshape(n, 2 * th, 2 * tw, f)[:, :oh, :ow], v
 
 
-def _kernel_grad_winograd(v, dy, w_shape, g: _Geometry):
+def _kernel_grad_winograd(v, dm, w_shape):
   """dU[(i, k), c, f] = Σ_{n,x,y} V[(i, k), (n, x, y), c] dM[(i, k), (n, x, y), f];
-  dW[a, b] = Σ_{i,k} G[i,a] G[k,b] dU[(i, k)]."""
-  du = lax.dot_general(v, _winograd_output_grad(dy, g), (((1,), (1,)), ((0,), (0,))))
+  dW[a, b] = Σ_{i,k} G[i,a] G[k,b] dU[(i, k)]. ``dm``: :func:`_winograd_output_grad`."""
+  du = lax.dot_general(v, dm, (((1,), (1,)), ((0,), (0,))))
   du = [[du[4 * i + k] for k in range(4)] for i in range(4)]
   g_t = _transposed(_WINOGRAD_G)
   return _transform_2d(g_t, g_t, du).reshape(w_shape)
 
 
-def _input_grad_winograd(dy, w, g: _Geometry):
+def _input_grad_winograd(dm, w, g: _Geometry):
   """dV[(i, k), (n, x, y), c] = Σ_f dM[(i, k), (n, x, y), f] U[(i, k), c, f]; each tile's
   dd[a, b] = Σ_{i,k} Bᵀ[i,a] Bᵀ[k,b] dV[(i, k)] is added back at Xp[n, 2x+a, 2y+b].
+  ``dm``: :func:`_winograd_output_grad` of dY.
 
   Tiles overlap by two rows and columns: Xp[2x'+r, 2y'+s] (r, s ∈ {0, 1}) gathers
   dd[r, s] of tile (x', y'), dd[r+2, s] of (x'-1, y'), dd[r, s+2] of (x', y'-1) and
   dd[r+2, s+2] of (x'-1, y'-1). dX is Xp's gradient without the padding.
   """
-  n, h, wd, c = dy.shape[0], *g.in_hw, w.shape[2]
   th, tw = _winograd_tiles(g)
-  dv = lax.dot_general(_winograd_output_grad(dy, g), _winograd_kernel(w),
-                       (((2,), (2,)), ((0,), (0,))))
+  n, h, wd, c = dm.shape[1] // (th * tw), *g.in_hw, w.shape[2]
+  dv = lax.dot_general(dm, _winograd_kernel(w), (((2,), (2,)), ((0,), (0,))))
   dv = dv.reshape(4, 4, n, th, tw, c)
   bt_t = _transposed(_WINOGRAD_BT)
   dd = _transform_2d(bt_t, bt_t, [[dv[i, k] for k in range(4)] for i in range(4)],
                       broadcast=False, stack=False)
-  zero = jnp.zeros((), dy.dtype)
+  zero = jnp.zeros((), dm.dtype)
 
   def from_tile(a, b):  # dd[a, b] where tile (x', y') of the result reads tile (x'-a//2, y'-b//2)
     down, right = a // 2, b // 2

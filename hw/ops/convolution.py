@@ -103,7 +103,8 @@ from hw.ops._conv_paths import (_forward_dense, _forward_im2col, _input_grad_den
                                 _input_grad_col2im, _input_grad_transposed_conv,
                                 _forward_winograd, _input_grad_winograd,
                                 _kernel_grad_im2col, _kernel_grad_lax, _kernel_grad_matmul,
-                                _kernel_grad_winograd, _patches)
+                                _kernel_grad_winograd, _patches,
+                                _winograd_output_grad)
 
 # Automatic choice (every algorithm computes the same formulas; speed and rounding differ):
 # looked up per backend in hw.backends (the CPU's shape thresholds and their
@@ -250,8 +251,6 @@ def _kernel_grad(saved, dy, w_shape, g: _Geometry):
     return _kernel_grad_im2col(patches, dy, w_shape)
   if kind == "matmul":
     return _kernel_grad_matmul(saved, dy, w_shape, g)
-  if kind == "winograd":  # only with the Winograd forward pass: ``saved`` is its V
-    return _kernel_grad_winograd(saved, dy, w_shape, g)
   if kind == "dense":
     return _kernel_grad_dense(saved, dy, w_shape, g)
   return _kernel_grad_lax(saved, dy, g)
@@ -260,8 +259,6 @@ def _kernel_grad(saved, dy, w_shape, g: _Geometry):
 def _input_grad(dy, w, g: _Geometry):
   if g.parts.input_grad == "col2im":
     return _input_grad_col2im(dy, w, g)
-  if g.parts.input_grad == "winograd":
-    return _input_grad_winograd(dy, w, g)
   if g.parts.input_grad == "dense":
     return _input_grad_dense(dy, w, g)
   return _input_grad_transposed_conv(dy, w, g)
@@ -289,6 +286,10 @@ def _conv2d_fwd(x, w, b, g):
 
 def _conv2d_bwd(g, residuals, dy):
   saved, w, b = residuals
+  if g.parts.forward == "winograd":  # ``saved`` is V; dM, the transformed dY, serves dW and dX
+    dm = _winograd_output_grad(dy, g)
+    return (_input_grad_winograd(dm, w, g), _kernel_grad_winograd(saved, dm, w.shape),
+            _bias_grad(dy, b))
   return _input_grad(dy, w, g), _kernel_grad(saved, dy, w.shape, g), _bias_grad(dy, b)
 
 

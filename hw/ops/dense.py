@@ -1,6 +1,8 @@
 """Fully connected layer with a hand-derived backward pass."""
 from __future__ import annotations
 
+import math
+
 import jax
 
 from hw.ops import _checks
@@ -33,10 +35,16 @@ def linear(x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
   return _linear(x, w, b)
 
 
+def _rows(a):
+  """``a`` as a matrix (n, last axis), n the product of the leading axes (named, not -1:
+  a -1 beside a zero-size last axis has no answer)."""
+  return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
 def _input_grads(x, w, dy):
   """(dX, dW) = (dY Wᵀ, Xᵀ dY) with the leading axes flattened."""
   dx = dy @ w.T
-  dw = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
+  dw = _rows(x).T @ _rows(dy)
   return dx, dw
 
 
@@ -58,7 +66,7 @@ def _linear_fwd(x, w, b):
 def _linear_bwd(residuals, dy):
   x, w = residuals
   dx, dw = _input_grads(x, w, dy)
-  db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
+  db = _rows(dy).sum(axis=0)
   return dx, dw, db
 
 
