@@ -82,7 +82,11 @@ measurements (``docs/speed.md``), and the sweep forces each of them too:
   1.4-2.3× faster than the lax path on the 3×3 layers of the CIFAR nets with 32 to 256
   input channels and on Q5.4's 13×13×16 -> 32 (4.6 against 7.3 ms), no faster with 8; on
   maps of at most ``winograd_small_map_positions`` outputs it needs
-  ``winograd_small_map_min_input_channels`` (8×8×16 -> 32: 2.6 ms against 2.4 by lax).
+  ``winograd_small_map_min_input_channels`` (8×8×16 -> 32: 2.6 ms against 2.4 by lax), and
+  a layer there with fewer takes lax, not the matmul dW below (8×8×16 -> 32 with bias:
+  2.70 ms against 2.09 by lax and 2.14 by autodiff, 15 interleaved rounds; 0.69-0.83×
+  autodiff in four ``make bench`` runs; the CIFAR handout net's step the same within
+  noise, 0.98× [0.93-1.01]; 2026-12-06).
 - A wide layer with a tiny output (OH·OW ≤ ``im2col_max_positions``, e.g. 3×3 SAME on the
   2×2 maps at the end of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run
   8-14× slower there than the matmuls, and no faster on 4×4 maps. When its input is tiny
@@ -254,7 +258,7 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
   lax_forward_max_input_channels, else "shift"; OH·OW ≤ im2col_max_positions → "dense"
   if H·W ≤ dense_max_input_positions, else "im2col"; a 3×3 kernel at stride 1 with C ≥
   winograd_min_input_channels (≥ winograd_small_map_min_input_channels when OH·OW ≤
-  winograd_small_map_positions) → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
+  winograd_small_map_positions, else "lax" there) → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
   ≤ matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
   row = choices(name() if backend is None else backend)
   if row.conv2d != "by_shape":
@@ -280,6 +284,8 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
     if channels >= (limits.winograd_small_map_min_input_channels if small_map
                     else limits.winograd_min_input_channels):
       return "winograd"
+    if small_map and channels >= limits.winograd_min_input_channels:
+      return "lax"
   if (math.prod(kernel_hw) <= limits.matmul_kernel_grad_max_taps
       and math.prod(out_hw) <= limits.matmul_kernel_grad_max_positions):
     return "lax_matmul_dw"

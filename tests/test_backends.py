@@ -37,7 +37,7 @@ def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_sca
     ((3, 3, 3, 32), (32, 32), 1, "shift"),         # C = 3, 864 MACs, F > 15
     ((3, 3, 64, 64), (2, 2), 1, "im2col"),         # wide, OH·OW ≤ 4 (input size unknown)
     ((3, 3, 16, 32), (11, 11), 1, "winograd"),     # 3×3, stride 1, C ≥ 16
-    ((3, 3, 16, 32), (8, 8), 1, "lax_matmul_dw"),  # ≤ 64 outputs: C ≥ 32 for Winograd
+    ((3, 3, 16, 32), (8, 8), 1, "lax"),  # ≤ 64 outputs: C ≥ 32 for Winograd, else lax
     ((3, 3, 32, 32), (8, 8), 1, "winograd"),
     ((3, 3, 256, 256), (4, 4), 1, "winograd"),
     ((3, 3, 8, 64), (11, 11), 1, "lax_matmul_dw"),  # C < 16, 3×3, OH·OW ≤ 121
