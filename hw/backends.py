@@ -150,8 +150,9 @@ class BackendChoices:
   come from (a measurement, or a stated default); ``mesh_one_step_at_a_time``: a
   data-parallel epoch waits for each step before dispatching the next;
   ``keep_freed_memory``: training asks the C library to keep freed host memory
-  (:mod:`hw.engine.host_memory`); ``batch_halves``: a conv net without batch norm computes
-  each step over the two halves of its mini-batch as independent passes."""
+  (:mod:`hw.engine.host_memory`); ``batch_halves``: a conv net without batch norm or
+  augmentation computes each step over the two halves of its mini-batch as independent
+  passes."""
   conv_nets_per_batch: bool
   conv2d: str
   conv: ConvThresholds | None
@@ -257,9 +258,10 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
   im2col_forward_max_output_channels, else "lax_im2col" if C ≤
   lax_forward_max_input_channels, else "shift"; OH·OW ≤ im2col_max_positions → "dense"
   if H·W ≤ dense_max_input_positions, else "im2col"; a 3×3 kernel at stride 1 with C ≥
-  winograd_min_input_channels (≥ winograd_small_map_min_input_channels when OH·OW ≤
-  winograd_small_map_positions, else "lax" there) → "winograd"; KH·KW ≤ matmul_kernel_grad_max_taps and OH·OW
-  ≤ matmul_kernel_grad_max_positions → "lax_matmul_dw"; else "lax"."""
+  winograd_min_input_channels → "winograd" (when OH·OW ≤ winograd_small_map_positions
+  only with C ≥ winograd_small_map_min_input_channels, else "lax"); KH·KW ≤
+  matmul_kernel_grad_max_taps and OH·OW ≤ matmul_kernel_grad_max_positions →
+  "lax_matmul_dw"; else "lax"."""
   row = choices(name() if backend is None else backend)
   if row.conv2d != "by_shape":
     return row.conv2d

@@ -8,7 +8,10 @@ a traced optimiser hyper-parameter), so epochs and grid points of the same shape
 :class:`ProgramCache` (one per experiment, no global one) hands out the programs of a key. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
 mini-batch; :func:`per_batch_stepping` picks per backend and model (XLA:CPU runs
 convolutions several times slower inside a while loop, see ``docs/results/bench.md``).
-Both compute the same steps up to float rounding.
+Both compute the same steps up to float rounding. On the CPU a conv net without batch norm
+or augmentation computes each step's scores in two independent passes over the halves of
+the batch (:func:`scores_in_halves`, :func:`hw.backends.batch_halves`): the same loss and
+gradient, rounded in another order.
 
 Data parallel: with ``config.devices`` > 1 (None: every local device) the same programs are
 jitted over a one-axis :class:`jax.sharding.Mesh` (axis ``"batch"``): parameters, optimiser
