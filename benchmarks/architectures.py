@@ -14,7 +14,6 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 
 import experiments
-from hw import backends
 from hw import nn as hnn
 from hw.engine import steps
 from hw.nn import models
@@ -84,7 +83,7 @@ class Architecture:
     image_shape: input (H, W, C).
     epoch_images: training images in one epoch.
     batch_halves: the training engine computes this experiment's steps on the CPU as two
-      independent half-batch passes (:func:`hw.backends.batch_halves`), so (a) and (b) do.
+      independent half-batch passes (:func:`hw.engine.steps.steps_in_halves`), so (a) and (b) do.
   """
   name: str
   title: str
@@ -162,11 +161,8 @@ def load(name: str) -> Architecture:
   config = experiments.get_config(name, "full")
   architecture = from_model(config.name, config.title, config.model, config.model_kwargs,
                             config.dataset)
-  module = architecture.module
-  halves = backends.batch_halves(
-      is_conv_net=steps.is_conv_net(module), batch_norm=bool(getattr(module, "batch_norm", False)),
-      augmented=config.augment is not None, batch_size=config.batch_size)
-  return dataclasses.replace(architecture, batch_halves=halves)
+  return dataclasses.replace(architecture,
+                             batch_halves=steps.steps_in_halves(config, architecture.module))
 
 
 def describe(layers: Sequence[Layer]) -> str:

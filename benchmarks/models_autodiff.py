@@ -139,9 +139,7 @@ class JaxTrainer:
       if batch_stats:
         variables["batch_stats"] = batch_stats
       if halves:
-        logits = steps.scores_in_halves(
-            lambda part, part_key: module.apply(variables, part, train=True,
-                                                rngs={"dropout": part_key}), x, key)
+        logits = steps.scores_in_halves(module, variables, x, key)
         return loss_fn(logits, y), batch_stats
       logits, updates = module.apply(variables, x, train=True, rngs={"dropout": key},
                                      mutable=["batch_stats"])

@@ -70,9 +70,14 @@ def test_scores_in_halves_gives_each_half_its_own_key():
   import jax
   import jax.numpy as jnp
   seen = []
+
+  class Doubler:
+    def apply(self, variables, part, *, train, rngs):
+      seen.append(rngs["dropout"])
+      return part * 2
+
   x = jnp.arange(10.0).reshape(5, 2)
-  out = steps.scores_in_halves(lambda part, key: (seen.append(key), part * 2)[1], x,
-                               jax.random.key(1))
+  out = steps.scores_in_halves(Doubler(), {}, x, jax.random.key(1))
   np.testing.assert_array_equal(out, x * 2)
   assert len(seen) == 2 and not np.array_equal(jax.random.key_data(seen[0]),
                                                jax.random.key_data(seen[1]))

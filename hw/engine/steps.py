@@ -73,13 +73,25 @@ def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bo
   return backends.per_batch_stepping(config.jit_per_batch, is_conv_net(model), backend)
 
 
-def scores_in_halves(apply: Callable[..., Any], x: jax.Array, key: jax.Array) -> jax.Array:
-  """``apply(x_half, key_half)`` on the two halves of the batch ``x``, concatenated: two
+def steps_in_halves(config: ExperimentConfig, model: Any, mesh_devices: int = 1) -> bool:
+  """Whether ``config``'s training step computes ``model``'s scores as two half-batch passes
+  on this backend (:func:`hw.backends.batch_halves`: conv nets without batch norm or
+  augmentation, one device)."""
+  return backends.batch_halves(
+      is_conv_net=is_conv_net(model), batch_norm=bool(getattr(model, "batch_norm", False)),
+      augmented=bool(config.augment), batch_size=config.batch_size, mesh_devices=mesh_devices)
+
+
+def scores_in_halves(model: Any, variables: Any, x: jax.Array, key: jax.Array) -> jax.Array:
+  """``model``'s training-mode scores of the two halves of the batch ``x``, concatenated: two
   independent passes that XLA:CPU can run side by side (:mod:`hw.backends`, "batch
-  halves"). Each half draws its dropout masks from its own key, ``jax.random.split(key)``."""
+  halves"). Each half draws its dropout masks from its own key, ``jax.random.split(key)``;
+  the model has no batch statistics to update."""
   middle = x.shape[0] // 2
   first, second = jax.random.split(key)
-  return jnp.concatenate([apply(x[:middle], first), apply(x[middle:], second)])
+  return jnp.concatenate([
+      model.apply(variables, part, train=True, rngs={"dropout": part_key})
+      for part, part_key in ((x[:middle], first), (x[middle:], second))])
 
 
 def device_count(config: ExperimentConfig) -> int:
@@ -185,10 +197,7 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
   augment = augmentations.AUGMENTATIONS[config.augment] if config.augment else None
   traces: collections.Counter = collections.Counter()
   mesh = make_mesh(config)
-  halves = backends.batch_halves(
-      is_conv_net=is_conv_net(model), batch_norm=bool(getattr(model, "batch_norm", False)),
-      augmented=augment is not None, batch_size=config.batch_size,
-      mesh_devices=1 if mesh is None else mesh.size)
+  halves = steps_in_halves(config, model, 1 if mesh is None else mesh.size)
   if mesh is None:
     split_batch = lambda x, axis=0: x
   else:
@@ -214,9 +223,7 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
     def loss_fn(params):
       variables = {"params": params, "batch_stats": state.batch_stats}
       if halves:  # no batch norm, so no batch statistics to update
-        scores = scores_in_halves(
-            lambda part, part_key: model.apply(variables, part, train=True,
-                                               rngs={"dropout": part_key}), x, key)
+        scores = scores_in_halves(model, variables, x, key)
         return loss.fn(scores, y, reduction="mean"), (scores, {})
       scores, updates = model.apply(variables, x, train=True, rngs={"dropout": key},
                                     mutable=["batch_stats"])
