@@ -26,11 +26,11 @@ KNOBS = ("im2col_max_input_channels", "im2col_forward_max_output_channels",
          "shift_forward_max_macs", "matmul_kernel_grad_max_taps",
          "matmul_kernel_grad_max_positions", "im2col_max_positions",
          "narrow_lax_max_output_channels", "winograd_min_input_channels",
-         "dense_max_input_positions", "winograd_small_map_min_input_channels")
+         "dense_max_input_positions", "winograd_small_map_min_channel_product")
 BIG = 10**9
 # policy name -> values of KNOBS (0 turns an algorithm off, BIG forces it where it applies;
-# the two winograd_*_min_input_channels the other way round: BIG off, 0 on for every 3×3
-# stride-1 layer)
+# winograd_min_input_channels and winograd_small_map_min_channel_product the other way
+# round: BIG off, 0 on for every 3×3 stride-1 layer)
 POLICIES: dict[str, tuple[int, ...]] = {
     "lax": (0, 0, 0, 0, 0, 0, 0, BIG, 0, BIG),
     "lax matmul dW": (0, 0, 0, BIG, BIG, 0, 0, BIG, 0, BIG),

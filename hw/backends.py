@@ -80,13 +80,27 @@ measurements (``docs/speed.md``), and the sweep forces each of them too:
   channels computes all three passes by Winograd F(2×2, 3×3) (2.25× fewer multiplies; its
   16 matmuls contract over C, which must be wide enough to run near the matmul peak):
   1.4-2.3× faster than the lax path on the 3×3 layers of the CIFAR nets with 32 to 256
-  input channels and on Q5.4's 13×13×16 -> 32 (4.6 against 7.3 ms), no faster with 8; on
-  maps of at most ``winograd_small_map_positions`` outputs it needs
-  ``winograd_small_map_min_input_channels`` (8×8×16 -> 32: 2.6 ms against 2.4 by lax), and
-  a layer there with fewer takes lax, not the matmul dW below (8×8×16 -> 32 with bias:
-  2.70 ms against 2.09 by lax and 2.14 by autodiff, 15 interleaved rounds; 0.69-0.83×
-  autodiff in four ``make bench`` runs; the CIFAR handout net's step the same within
-  noise, 0.98× [0.93-1.01]; 2026-12-06).
+  input channels and on Q5.4's 13×13×16 -> 32 (4.6 against 7.3 ms), no faster with 8. On
+  maps of at most ``winograd_small_map_positions`` outputs its 16 matmuls are short and its
+  transforms weigh more, so there it needs C·F ≥ ``winograd_small_map_min_channel_product``
+  and a layer with less takes lax (forward + dX + dW with bias, batch 100, 15-21
+  interleaved rounds, Winograd against lax and autodiff of ``lax.conv``, 2026-12-06):
+  Winograd wins at 8×8×32 -> 64 (5.8 against 6.7 and 6.4 ms), 8×8×64 -> 32 (5.0-7.6
+  against 6.5-8.7 and 6.3-8.7), 8×8×16 -> 128, 8×8×64 -> 64, 4×4×32 -> 64 (1.70-1.74
+  against 2.00-2.04 and 2.04) and 4×4×16 -> 128; it loses at 8×8×32 -> 32 (3.7-5.5
+  against 3.3-4.2 and 3.6-4.2: 0.85-0.94× autodiff in six ``make bench`` runs), 8×8×16 ->
+  32 (2.70 against 2.09 by lax and 2.14 by autodiff; the matmul dW below lost too),
+  8×8×16 -> 64, 4×4×32 -> 32 and 4×4×16 -> 64, all below the product. The one layer the
+  rule gets wrong is 4×4×64 -> 32 (Winograd 1.99-2.27 ms against 1.85-1.97 by lax and
+  1.90-2.01 by autodiff), in none of the catalog's models.
+- im2col's KH·KW slices of an input with at most ``patches_nested_max_input_channels``
+  channels are stacked as KH stacks of KW slices each. XLA:CPU then builds the patches in
+  one fused loop; from one stack of 49 it writes each slice on its own and copies them all
+  again into the concatenation. The dW of a 7×7 1 -> 32 layer on 28×28 (batch 100) took
+  2.1-2.4 ms against 2.7-3.3, 5×5 1.1 against 1.7-2.0, 3×3 1 -> 16 0.51-0.60 against
+  0.72-1.02; with 3 channels it was the same within noise (2.89-3.01 against 3.03-3.07 ms)
+  and with 16 slower (13×13×16 -> 32: 2.45 against 2.11), so those take one stack. The same
+  array either way, so the same numbers bit for bit.
 - A wide layer with a tiny output (OH·OW ≤ ``im2col_max_positions``, e.g. 3×3 SAME on the
   2×2 maps at the end of a CIFAR net) is im2col throughout: XLA:CPU's convolutions run
   8-14× slower there than the matmuls, and no faster on 4×4 maps. When its input is tiny
@@ -140,7 +154,8 @@ class ConvThresholds:
   dense_max_input_positions: int = 16
   winograd_min_input_channels: int = 16
   winograd_small_map_positions: int = 64
-  winograd_small_map_min_input_channels: int = 32
+  winograd_small_map_min_channel_product: int = 2048
+  patches_nested_max_input_channels: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +262,15 @@ def batch_halves(*, is_conv_net: bool, batch_norm: bool, augmented: bool, batch_
           and batch_size >= 2 and mesh_devices <= 1)
 
 
+def patches_nested(channels: int, backend: str | None = None) -> bool:
+  """Whether im2col stacks its KH·KW slices of an input with ``channels`` channels as KH
+  stacks of KW slices each (True) rather than in one stack: the same array, built faster
+  on the CPU from one channel (see the module docstring); backends without conv
+  thresholds take one stack."""
+  limits = choices(name() if backend is None else backend).conv
+  return limits is not None and channels <= limits.patches_nested_max_input_channels
+
+
 def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
                      backend: str | None = None, *, stride: tuple[int, int] = (1, 1),
                      in_hw: tuple[int, int] | None = None) -> str:
@@ -259,7 +283,7 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
   lax_forward_max_input_channels, else "shift"; OH·OW ≤ im2col_max_positions → "dense"
   if H·W ≤ dense_max_input_positions, else "im2col"; a 3×3 kernel at stride 1 with C ≥
   winograd_min_input_channels → "winograd" (when OH·OW ≤ winograd_small_map_positions
-  only with C ≥ winograd_small_map_min_input_channels, else "lax"); KH·KW ≤
+  only with C·F ≥ winograd_small_map_min_channel_product, else "lax"); KH·KW ≤
   matmul_kernel_grad_max_taps and OH·OW ≤ matmul_kernel_grad_max_positions →
   "lax_matmul_dw"; else "lax"."""
   row = choices(name() if backend is None else backend)
@@ -282,12 +306,11 @@ def conv2d_algorithm(w_shape: tuple[int, ...], out_hw: tuple[int, int],
       return "dense"
     return "im2col"
   if tuple(kernel_hw) == (3, 3) and tuple(stride) == (1, 1):
-    small_map = math.prod(out_hw) <= limits.winograd_small_map_positions
-    if channels >= (limits.winograd_small_map_min_input_channels if small_map
-                    else limits.winograd_min_input_channels):
+    if channels >= limits.winograd_min_input_channels:
+      small_map = math.prod(out_hw) <= limits.winograd_small_map_positions
+      if small_map and channels * filters < limits.winograd_small_map_min_channel_product:
+        return "lax"
       return "winograd"
-    if small_map and channels >= limits.winograd_min_input_channels:
-      return "lax"
   if (math.prod(kernel_hw) <= limits.matmul_kernel_grad_max_taps
       and math.prod(out_hw) <= limits.matmul_kernel_grad_max_positions):
     return "lax_matmul_dw"

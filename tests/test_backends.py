@@ -37,8 +37,13 @@ def test_cpu_runs_its_measured_choices_and_accelerators_lax_convolutions_and_sca
     ((3, 3, 3, 32), (32, 32), 1, "shift"),         # C = 3, 864 MACs, F > 15
     ((3, 3, 64, 64), (2, 2), 1, "im2col"),         # wide, OH·OW ≤ 4 (input size unknown)
     ((3, 3, 16, 32), (11, 11), 1, "winograd"),     # 3×3, stride 1, C ≥ 16
-    ((3, 3, 16, 32), (8, 8), 1, "lax"),  # ≤ 64 outputs: C ≥ 32 for Winograd, else lax
-    ((3, 3, 32, 32), (8, 8), 1, "winograd"),
+    ((3, 3, 16, 32), (8, 8), 1, "lax"),  # ≤ 64 outputs: C·F ≥ 2048 for Winograd, else lax
+    ((3, 3, 32, 32), (8, 8), 1, "lax"),
+    ((3, 3, 32, 32), (4, 4), 1, "lax"),
+    ((3, 3, 32, 64), (8, 8), 1, "winograd"),
+    ((3, 3, 64, 32), (8, 8), 1, "winograd"),
+    ((3, 3, 16, 128), (4, 4), 1, "winograd"),
+    ((3, 3, 32, 32), (9, 8), 1, "winograd"),   # 72 outputs: C ≥ 16 suffices
     ((3, 3, 256, 256), (4, 4), 1, "winograd"),
     ((3, 3, 8, 64), (11, 11), 1, "lax_matmul_dw"),  # C < 16, 3×3, OH·OW ≤ 121
     ((3, 3, 32, 64), (11, 11), 2, "lax_matmul_dw"),  # stride 2: no Winograd
@@ -222,3 +227,11 @@ def test_expected_backend_is_found_without_starting_jax(monkeypatch):
   monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
   assert backends.expected_backend() == "cpu"
   assert backends.choices("cpu").keep_freed_memory and not backends.choices("tpu").keep_freed_memory
+
+
+def test_patches_are_stacked_nested_from_one_channel_on_the_cpu_only():
+  assert backends.patches_nested(1, "cpu")
+  assert not backends.patches_nested(2, "cpu")
+  assert not backends.patches_nested(1, "gpu") and not backends.patches_nested(1, "tpu")
+  with backends.replaced("cpu", conv={"patches_nested_max_input_channels": 3}):
+    assert backends.patches_nested(3, "cpu") and not backends.patches_nested(4, "cpu")

@@ -171,7 +171,7 @@ def test_automatic_choice_rules():
     ((3, 9, 8, 6), (3, 3, 6, 4), "lax_matmul_dw"),
     ((3, 9, 8, 6), (5, 5, 6, 4), "lax"),
     ((4, 9, 8, 2), (3, 3, 2, 4), "shift_lax"),
-    ((3, 9, 8, 32), (3, 3, 32, 4), "winograd"),
+    ((3, 11, 10, 16), (3, 3, 16, 4), "winograd"),
     ((3, 4, 4, 6), (3, 3, 6, 4), "dense"),
 ])
 def test_automatic_choice_computes_exactly_what_pinning_it_computes(x_shape, w_shape, algorithm):
@@ -200,3 +200,26 @@ def test_every_algorithm_takes_a_kernel_with_no_input_channels_or_no_filters(
   assert float(value) == 0.5 * 2 * 3 * 3 * filters
   assert [g.shape for g in grads] == [x.shape, w.shape, b.shape]
   np.testing.assert_array_equal(grads[2], jnp.full((filters,), 18.0))
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
+    ((2, 9, 8, 1), (3, 3, 1, 4), 1, "VALID"),
+    ((2, 9, 8, 1), (7, 7, 1, 4), 1, "SAME"),
+    ((1, 5, 5, 1), (3, 3, 1, 1), (2, 1), 4),
+    ((2, 7, 5, 1), (2, 2, 1, 3), 3, "VALID"),   # trailing rows/columns no window reaches
+    ((3, 6, 7, 3), (3, 2, 3, 2), 2, (1, 2)),
+])
+def test_patches_stacked_nested_are_the_same_array_bit_for_bit(x_shape, w_shape, stride,
+                                                                padding):
+  from hw import backends
+  from hw.ops import _conv_paths
+  x = jnp.asarray(np.random.default_rng(0).standard_normal(x_shape), jnp.float32)
+  g = convolution._geometry(x, jax.ShapeDtypeStruct(w_shape, jnp.float32), None, stride,
+                            padding, "im2col")
+  stacks = {}
+  for nested in (0, 8):
+    with backends.replaced("cpu", conv={"patches_nested_max_input_channels": nested}):
+      assert backends.patches_nested(x_shape[3], "cpu") == bool(nested)
+      stacks[nested] = jax.jit(lambda x: _conv_paths._patches(x, g))(x)
+  assert stacks[0].shape == (w_shape[0] * w_shape[1], x_shape[0], *g.out_hw, x_shape[3])
+  np.testing.assert_array_equal(np.asarray(stacks[8]), np.asarray(stacks[0]))

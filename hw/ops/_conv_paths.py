@@ -11,18 +11,25 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from hw import backends
+
 if TYPE_CHECKING:
   from hw.ops.convolution import _Geometry
 
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
+def _padded(x, g: _Geometry):
+  """Xp: ``x`` with the geometry's zero padding on H and W."""
+  (lo_h, hi_h), (lo_w, hi_w) = g.pads
+  if any(g.pads[0]) or any(g.pads[1]):
+    return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+  return x
+
+
 def _shifted_slices(x, g: _Geometry):
   """For each kernel offset (kh, kw) in row-major order: Xp[:, i*sh + kh, j*sw + kw, :]."""
-  (lo_h, hi_h), (lo_w, hi_w) = g.pads
-  xp = x
-  if any(g.pads[0]) or any(g.pads[1]):
-    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
+  xp = _padded(x, g)
   n, c = x.shape[0], x.shape[3]
   (oh, ow), (sh, sw) = g.out_hw, g.stride
   return [lax.slice(xp, (0, kh, kw, 0), (n, kh + (oh - 1) * sh + 1, kw + (ow - 1) * sw + 1, c),
@@ -34,9 +41,16 @@ def _patches(x, g: _Geometry):
   """im2col: patches[(kh, kw), n, i, j, c] = Xp[n, i*sh + kh, j*sw + kw, c].
 
   The kernel offset leads: each (kh, kw) slice is one contiguous block, which XLA's CPU
-  backend builds faster than interleaving the offsets along the channel axis.
+  backend builds faster than interleaving the offsets along the channel axis. Few input
+  channels: the slices are stacked as KH stacks of KW (:func:`hw.backends.patches_nested`),
+  the same array.
   """
-  return jnp.stack(_shifted_slices(x, g))
+  slices = _shifted_slices(x, g)
+  if backends.patches_nested(x.shape[3]):
+    kw = g.kernel_hw[1]
+    rows = [jnp.stack(slices[kh * kw:(kh + 1) * kw]) for kh in range(g.kernel_hw[0])]
+    return jnp.stack(rows).reshape(len(slices), *slices[0].shape)
+  return jnp.stack(slices)
 
 
 def _unused(g: _Geometry) -> tuple[int, int]:
