@@ -138,6 +138,30 @@ def targets(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   return out
 
 
+def conv_op_target(ops: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+  """hw.ops.conv2d's automatic choice against autodiff of ``lax.conv``, layer by layer:
+  a layer counts as slower only when its whole IQR of per-round ratios (autodiff/hw f+b)
+  lies below 1; one whose IQR reaches 1 is a tie within the measurement's spread. None
+  when no conv2d case was measured."""
+  layers = [o for o in ops if o["op"] == "conv2d" and "autodiff" in o["speedup_of_hw_fb"]]
+  if not layers:
+    return None
+  slower = [{"shape": o["shape"], **o["speedup_of_hw_fb"]["autodiff"]} for o in layers
+            if o["speedup_of_hw_fb"]["autodiff"]["q3"] < 1.0]
+  return {"layers": len(layers), "slower": slower, "met": not slower}
+
+
+def _op_target_lines(target: dict[str, Any] | None) -> list[str]:
+  if target is None:
+    return []
+  head = ("- conv2d per op, autodiff/hw f+b ≥ 1 on every layer (slower only where the whole "
+          "IQR is below 1): ")
+  if target["met"]:
+    return [head + f"**met** on all {target['layers']} layers"]
+  slower = "; ".join(f"{t['shape']} {_ratio(t)}" for t in target["slower"])
+  return [head + f"**missed** on {len(target['slower'])} of {target['layers']} layers: {slower}"]
+
+
 def _target_lines(checks: Sequence[dict[str, Any]]) -> list[str]:
   lines = []
   for t in checks:
@@ -254,6 +278,7 @@ def render_markdown(result: dict[str, Any]) -> str:
                    f"parameters {params})")
     lines += ["", "## Targets", ""]
     lines += _target_lines(targets(models))
+    lines += _op_target_lines(conv_op_target(ops))
     lines.append("")
   if result.get("epochs"):
     lines += ["## Measured epochs (hw.engine.experiment on real data)", ""]
@@ -283,7 +308,8 @@ def print_console(result: dict[str, Any]) -> None:
   if result["models"]:
     print(markdown_table(MODEL_COLUMNS, model_rows(result["models"], result.get("peak"))))
     print()
-    print("\n".join(_target_lines(targets(result["models"]))))
+    print("\n".join(_target_lines(targets(result["models"]))
+                    + _op_target_lines(conv_op_target(result["ops"]))))
   if result["ops"]:
     print()
     print(markdown_table(OP_COLUMNS, op_rows(result["ops"], result.get("peak"))))

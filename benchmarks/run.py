@@ -50,7 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--rounds", type=int, default=None,
                       help="interleaved rounds per model (default 10; 2 with --quick)")
   parser.add_argument("--op-rounds", type=int, default=None,
-                      help="interleaved rounds per op case (default 3; 1 with --quick)")
+                      help="interleaved rounds per op case (default 7; 1 with --quick)")
   parser.add_argument("--seconds", type=float, default=None,
                       help="target wall time of one measurement of one train-step candidate "
                            "(default 0.3; 0.05 with --quick; per-op measurements a quarter)")
@@ -76,7 +76,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--out", default="results", help="output folder (default: %(default)s)")
   args = parser.parse_args(argv)
   args.rounds = args.rounds or (2 if args.quick else 10)
-  args.op_rounds = args.op_rounds or (1 if args.quick else 3)
+  args.op_rounds = args.op_rounds or (1 if args.quick else 7)
   args.seconds = args.seconds or (0.05 if args.quick else 0.3)
   args.model_list = [m for m in args.models.split(",") if m]
   args.op_list = [o for o in args.ops.split(",") if o]
@@ -269,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "models": models, "ops": ops, "epochs": epochs, "reproduce": reproduce,
       "peak": peak,
       "targets": report.targets(models),
+      "conv_op_target": report.conv_op_target(ops),
       "load_average_at_end": machine.load_average(),
       "wall_s": time.perf_counter() - began,
   }

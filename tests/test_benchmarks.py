@@ -312,3 +312,26 @@ def test_report_is_rendered_again_from_a_saved_json(tmp_path):
   assert "| m2 |" in markdown and "3.20 [3.10–3.90]" in markdown
   assert "(bench_ratios.png)" in markdown and "Date (UTC): 2000-01-02 03:04:05" in markdown
   assert json.loads((again / "bench.json").read_text())["models"] == fake_result()["models"]
+
+
+def test_conv_layers_against_autodiff_count_slower_only_when_the_whole_iqr_is_below_one(
+    benchmarks):
+  report = benchmarks.report
+
+  def conv(shape, median, q1, q3):
+    return {"op": "conv2d", "shape": shape, "impls": {},
+            "speedup_of_hw_fb": {"autodiff": _stats(median, q1, q3)}}
+
+  pool = {"op": "max_pool", "shape": "p", "impls": {},
+          "speedup_of_hw_fb": {"autodiff": _stats(0.5, 0.4, 0.6)}}
+  tie = conv("tie", 0.95, 0.90, 1.01)
+  assert report.conv_op_target([pool]) is None
+  met = report.conv_op_target([tie, conv("fast", 1.5, 1.4, 1.6), pool])
+  assert met == {"layers": 2, "slower": [], "met": True}
+  assert report._op_target_lines(met) == [
+      "- conv2d per op, autodiff/hw f+b ≥ 1 on every layer (slower only where the whole IQR "
+      "is below 1): **met** on all 2 layers"]
+  missed = report.conv_op_target([tie, conv("8x8", 0.9, 0.85, 0.99)])
+  assert not missed["met"] and [t["shape"] for t in missed["slower"]] == ["8x8"]
+  assert report._op_target_lines(missed)[0].endswith(
+      "**missed** on 1 of 2 layers: 8x8 0.90 [0.85–0.99]")
