@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw import ops
-from hw.ops import convolution
+from hw import backends, ops
+from hw.ops import _conv_paths, convolution
 
 ALGORITHMS = list(convolution.ALGORITHMS)
 
@@ -211,8 +211,6 @@ def test_every_algorithm_takes_a_kernel_with_no_input_channels_or_no_filters(
 ])
 def test_patches_stacked_nested_are_the_same_array_bit_for_bit(x_shape, w_shape, stride,
                                                                 padding):
-  from hw import backends
-  from hw.ops import _conv_paths
   x = jnp.asarray(np.random.default_rng(0).standard_normal(x_shape), jnp.float32)
   g = convolution._geometry(x, jax.ShapeDtypeStruct(w_shape, jnp.float32), None, stride,
                             padding, "im2col")
