@@ -2,10 +2,12 @@
 compiled once per shape, hooks."""
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hw import metrics
+from hw import backends, metrics
 from hw.engine import loop, randomness, steps
 from hw.engine.config import ExperimentConfig
 from hw.engine.experiment_data import Split, to_device
@@ -43,8 +45,6 @@ def test_conv_nets_step_per_batch_on_cpu_dense_nets_scan_and_accelerators_scan()
 def test_a_step_over_two_half_batches_is_the_step_over_the_batch(data):
   """The halves' scores are concatenated and the loss is their mean over the whole batch:
   the same loss, gradients and updated parameters up to float rounding."""
-  import jax
-  from hw import backends
   config = _config(model="cnn", model_kwargs={"filters": 4, "filter_size": 3, "hidden_size": 8},
                    jit_per_batch=True)
   results = {}
@@ -67,8 +67,6 @@ def test_a_step_over_two_half_batches_is_the_step_over_the_batch(data):
 
 
 def test_scores_in_halves_gives_each_half_its_own_key():
-  import jax
-  import jax.numpy as jnp
   seen = []
 
   class Doubler:

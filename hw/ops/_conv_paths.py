@@ -19,17 +19,12 @@ if TYPE_CHECKING:
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 
 
-def _padded(x, g: _Geometry):
-  """Xp: ``x`` with the geometry's zero padding on H and W."""
-  (lo_h, hi_h), (lo_w, hi_w) = g.pads
-  if any(g.pads[0]) or any(g.pads[1]):
-    return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
-  return x
-
-
 def _shifted_slices(x, g: _Geometry):
   """For each kernel offset (kh, kw) in row-major order: Xp[:, i*sh + kh, j*sw + kw, :]."""
-  xp = _padded(x, g)
+  (lo_h, hi_h), (lo_w, hi_w) = g.pads
+  xp = x
+  if any(g.pads[0]) or any(g.pads[1]):
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)))
   n, c = x.shape[0], x.shape[3]
   (oh, ow), (sh, sw) = g.out_hw, g.stride
   return [lax.slice(xp, (0, kh, kw, 0), (n, kh + (oh - 1) * sh + 1, kw + (ow - 1) * sw + 1, c),
