@@ -83,7 +83,8 @@ class Architecture:
     image_shape: input (H, W, C).
     epoch_images: training images in one epoch.
     batch_halves: the training engine computes this experiment's steps on the CPU as two
-      independent half-batch passes (:func:`hw.engine.steps.steps_in_halves`), so (a) and (b) do.
+      half-batch gradients side by side (:func:`hw.engine.steps.steps_in_halves`), so (a)
+      and (b) do.
   """
   name: str
   title: str

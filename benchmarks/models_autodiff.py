@@ -7,8 +7,9 @@
     ``optax.softmax_cross_entropy_with_integer_labels``, differentiated by JAX autodiff.
 Both use the same jitted step: forward, ``jax.value_and_grad``, ``optax.sgd`` update,
 running batch-norm statistics updated, a fresh dropout key per step; for a network that the
-training engine steps in two half-batch passes on this backend (``Architecture.batch_halves``,
-:func:`hw.backends.batch_halves`) both compute their scores that way.
+training engine steps in two halves on this backend (``Architecture.batch_halves``,
+:func:`hw.backends.batch_halves`) both step that way: the gradients of the two halves
+computed side by side (:func:`hw.engine.steps.side_by_side`), then summed in the update.
 """
 from __future__ import annotations
 
@@ -119,9 +120,8 @@ class JaxTrainer:
     loss_fn: ``(logits, labels) -> scalar``.
     images: (N, 28, 28, 1) float32; labels: (N,) int32.
     seed: initialisation / dropout seed.
-    halves: the scores as two independent passes over the halves of the batch
-      (:func:`hw.engine.steps.scores_in_halves`, as the engine steps such nets); only for
-      networks without batch norm.
+    halves: the gradients of the two halves of the batch computed side by side and summed
+      (as :mod:`hw.engine.steps` steps such nets); only for networks without batch norm.
   """
 
   def __init__(self, module: nn.Module, loss_fn: Callable[[jax.Array, jax.Array], jax.Array],
@@ -138,9 +138,6 @@ class JaxTrainer:
       variables = {"params": params}
       if batch_stats:
         variables["batch_stats"] = batch_stats
-      if halves:
-        logits = steps.scores_in_halves(module, variables, x, key)
-        return loss_fn(logits, y), batch_stats
       logits, updates = module.apply(variables, x, train=True, rngs={"dropout": key},
                                      mutable=["batch_stats"])
       return loss_fn(logits, y), updates.get("batch_stats", batch_stats)
@@ -154,7 +151,33 @@ class JaxTrainer:
       updates, opt_state = tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), batch_stats, opt_state, key), value
 
-    self._step = step
+    @jax.jit
+    def half_gradients(params, x, y, key, part):
+      """The gradient of one half's share (mean × half size / batch size) of the loss."""
+      part_key = jax.random.split(jax.random.split(key)[1])[part]
+
+      def share(params):
+        logits = module.apply({"params": params}, x, train=True, rngs={"dropout": part_key})
+        return loss_fn(logits, y) * (x.shape[0] / images.shape[0])
+
+      return jax.value_and_grad(share)(params)
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def finish_halves(state, first, second):
+      params, batch_stats, opt_state, key = state
+      grads = jax.tree_util.tree_map(jax.numpy.add, first[1], second[1])
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return ((optax.apply_updates(params, updates), batch_stats, opt_state,
+               jax.random.split(key)[0]), first[0] + second[0])
+
+    def step_in_halves(state, x, y):  # as hw.engine.steps steps such nets
+      middle = x.shape[0] // 2
+      params, key = state[0], state[3]
+      first, second = steps.side_by_side(half_gradients, (params, x[:middle], y[:middle], key, 0),
+                                         (params, x[middle:], y[middle:], key, 1))
+      return finish_halves(state, first, second)
+
+    self._step = step_in_halves if halves else step
     self._state = (params, batch_stats, tx.init(params), self._key)
     self.last_loss: float | None = None
 

@@ -272,7 +272,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["Architectures:", ""]
     for m in models:
       params = ", ".join(f"{k} {v:,}" for k, v in m["num_params"].items())
-      halves = "; a and b in two half-batch passes" if m.get("batch_halves") else ""
+      halves = "; a and b as two half-batch steps side by side" if m.get("batch_halves") else ""
       lines.append(f"- {m['name']}: {m['title']} — `{m['layers']}` (from experiments/"
                    f"{m['name']}.py, profile full; (a) = {m['a_impl']}{halves}; "
                    f"parameters {params})")

@@ -22,21 +22,21 @@ gets :data:`ACCELERATOR`.
   (gathers / averaging matrices). The same on every backend: the block path is fewer,
   simpler operations everywhere.
 
-- **Batch halves.** ``batch_halves``: a conv net without batch norm and without a
-  training augmentation computes each step's scores as two independent passes over the
-  two halves of the mini-batch (the loss is still the mean over the whole batch, so the
-  gradient is the same sum, rounded in another order; a dropout layer draws each half's
-  masks from its own key). XLA:CPU runs independent operations of a program concurrently
-  on its worker threads, but one network's forward and backward pass is a chain in which
-  each layer waits for the one before, and most of these small operations do not split
-  well across two cores (Q6.1's step on one core 26.3-27.3 ms, on two 23.9-26.4,
-  alternating runs); two halves are two chains that the workers run side by side.
-  Measured on a 2-core CPU with the training engine's step (interleaved,
-  ``docs/speed.md``): Q6.1 1.11× [1.11-1.14] faster; Q5.3 1.10× without its shift
-  augmentation but 0.96-0.97× with it (also with each half augmented on its own), so
-  augmented nets keep one pass; an MLP 0.87×, so MLPs do too. With batch norm the halves
-  would each normalise by their own statistics, another model. Not on GPU/TPU, where one
-  chain already fills the device, and not over a device mesh.
+- **Batch halves.** ``batch_halves``: a conv net without batch norm that steps one batch
+  per jitted call computes each step as two executions running side by side, one per half
+  of the mini-batch (each half's gradient of its share of the batch's mean loss, on two
+  threads, then one jitted update of their sum: the same gradient, rounded in another
+  order; each half draws its dropout masks and augmentation from its own key). One
+  network's forward and backward pass is a chain in which each layer waits for the one
+  before, and most of these small operations do not split well across two cores (Q6.1's
+  step on one core 26.3-27.3 ms, on two 23.9-26.4, alternating runs). Two halves as two
+  independent chains inside one program, which XLA:CPU's workers could run side by side,
+  gave Q6.1 1.05-1.11×, Q5.3 0.96× with its shift augmentation; two executions on two
+  threads give (engine step, interleaved, ``docs/speed.md``) Q6.1 1.21× [1.14-1.25] over
+  that, 1.27× [1.22-1.38] over one pass with crop + flip, Q5.3 1.07-1.11× with its
+  augmentation and 1.14× without. With batch norm the halves would each normalise by their
+  own statistics, another model. Not in a scanned chunk (one execution), not on GPU/TPU,
+  where one chain already fills the device, and not over a device mesh.
 - **Host memory.** ``keep_freed_memory``: training asks glibc to keep freed memory for
   reuse instead of unmapping it (:mod:`hw.engine.host_memory`): XLA:CPU allocates every
   step's buffers afresh, and each step page-faulted them in again. On the CPU only (an
@@ -165,9 +165,8 @@ class BackendChoices:
   come from (a measurement, or a stated default); ``mesh_one_step_at_a_time``: a
   data-parallel epoch waits for each step before dispatching the next;
   ``keep_freed_memory``: training asks the C library to keep freed host memory
-  (:mod:`hw.engine.host_memory`); ``batch_halves``: a conv net without batch norm or
-  augmentation computes each step over the two halves of its mini-batch as independent
-  passes."""
+  (:mod:`hw.engine.host_memory`); ``batch_halves``: a conv net without batch norm stepped per
+  batch computes each step's two half-batch gradients side by side."""
   conv_nets_per_batch: bool
   conv2d: str
   conv: ConvThresholds | None
@@ -252,13 +251,13 @@ def per_batch_stepping(jit_per_batch: bool | None, is_conv_net: bool, backend: s
   return is_conv_net and choices(backend).conv_nets_per_batch
 
 
-def batch_halves(*, is_conv_net: bool, batch_norm: bool, augmented: bool, batch_size: int,
+def batch_halves(*, is_conv_net: bool, batch_norm: bool, per_batch: bool, batch_size: int,
                  mesh_devices: int = 1, backend: str | None = None) -> bool:
-  """Whether a training step computes its mini-batch as two independent halves: a conv net
-  without batch norm or augmentation, a batch of at least 2, one device, on a backend
-  that takes them (``batch_halves``; see the module docstring)."""
+  """Whether a training step computes its mini-batch as two halves side by side: a conv net
+  without batch norm stepped one batch per call, a batch of at least 2, one device, on a
+  backend that takes them (``batch_halves``; see the module docstring)."""
   row = choices(name() if backend is None else backend)
-  return (row.batch_halves and is_conv_net and not batch_norm and not augmented
+  return (row.batch_halves and is_conv_net and not batch_norm and per_batch
           and batch_size >= 2 and mesh_devices <= 1)
 
 

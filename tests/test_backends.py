@@ -106,15 +106,15 @@ def test_stepping():
     ({}, True),
     ({"is_conv_net": False}, False),        # MLPs keep one pass (measured slower)
     ({"batch_norm": True}, False),          # the halves would normalise by their own statistics
-    ({"augmented": True}, False),           # measured no faster
+    ({"per_batch": False}, False),          # a scanned chunk is one execution
     ({"batch_size": 1}, False),
     ({"mesh_devices": 2}, False),
     ({"backend": "gpu"}, False),
     ({"backend": "tpu"}, False),
 ])
-def test_batch_halves_only_for_conv_nets_without_batch_norm_or_augmentation_on_the_cpu(
+def test_batch_halves_only_for_conv_nets_without_batch_norm_stepped_per_batch_on_the_cpu(
     changes, expected):
-  arguments = dict(is_conv_net=True, batch_norm=False, augmented=False, batch_size=100,
+  arguments = dict(is_conv_net=True, batch_norm=False, per_batch=True, batch_size=100,
                    mesh_devices=1, backend="cpu") | changes
   assert backends.batch_halves(**arguments) is expected
   with backends.replaced("cpu", batch_halves=False):

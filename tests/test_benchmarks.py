@@ -118,6 +118,28 @@ def test_layer_lists_compute_the_hw_models(benchmarks):
   assert jax_models.mirror_error(wrong, images, train=True) > 1e-2
 
 
+@pytest.mark.parametrize("module", ["hw", "autodiff"])
+def test_a_step_in_halves_trains_as_the_step_over_the_batch(benchmarks, module):
+  """(a) and (b) step the nets the engine steps in halves that way: the same parameters after
+  a few steps, up to rounding (a net without dropout, so no masks differ)."""
+  arch, jax_models = benchmarks.architectures, benchmarks.models_autodiff
+  small = arch.from_model("small", "", "cnn", {"filters": 4, "filter_size": 3, "hidden_size": 8})
+  net = small.module if module == "hw" else jax_models.AutodiffNet(tuple(small.layers))
+  loss = jax_models.hw_loss if module == "hw" else jax_models.autodiff_loss
+  images = _images(small, batch=10)
+  labels = jnp.arange(10, dtype=jnp.int32)
+  trainers = [jax_models.JaxTrainer(net, loss, images, labels, halves=halves)
+              for halves in (False, True)]
+  for trainer in trainers:
+    trainer.run(3)
+  whole, halved = (jax.tree_util.tree_leaves(trainer._state[0]) for trainer in trainers)
+  for a, b in zip(whole, halved):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+  assert trainers[1].last_loss == pytest.approx(trainers[0].last_loss, rel=1e-5)
+  initial = jax.tree_util.tree_leaves(jax_models.JaxTrainer(net, loss, images, labels)._state[0])
+  assert not all(np.array_equal(a, b) for a, b in zip(initial, halved))
+
+
 def test_the_cifar_nets_are_benchmarked_on_cifar_shapes(benchmarks):
   arch, op_timings = benchmarks.architectures, benchmarks.op_timings
   handout, improved = (arch.load(name) for name in benchmarks.run.CIFAR_MODELS)

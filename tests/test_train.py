@@ -2,6 +2,8 @@
 compiled once per shape, hooks."""
 from __future__ import annotations
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -66,19 +68,65 @@ def test_a_step_over_two_half_batches_is_the_step_over_the_batch(data):
                  for a, b in zip(jax.tree_util.tree_leaves(halved.params), initial))
 
 
-def test_scores_in_halves_gives_each_half_its_own_key():
+def test_side_by_side_runs_the_first_call_on_a_worker_and_keeps_the_order():
+  threads = []
+
+  def program(value):
+    threads.append((value, threading.current_thread().name))
+    return jnp.asarray(value * 10)
+
+  first, second = steps.side_by_side(program, (1,), (2,))
+  assert (int(first), int(second)) == (10, 20)
+  where = dict(threads)
+  assert where[1].startswith("hw-halves") and where[2] == threading.current_thread().name
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_side_by_side_raises_what_either_half_raised(failing):
+  def program(value):
+    if value == failing:
+      raise ValueError(f"half {value} failed")
+    return value
+
+  with pytest.raises(ValueError, match=f"half {failing} failed"):
+    steps.side_by_side(program, (1,), (2,))
+
+
+@pytest.mark.parametrize("changes, halves_differ", [
+    ({}, False),
+    ({"model": "cnn_bn", "model_kwargs": {"conv_blocks": ((4, 3),), "hidden_size": 8,
+                                          "batch_norm": False, "dropout_rate": 0.5}}, True),
+    ({"augment": "shift"}, True),
+])
+def test_each_half_of_a_step_draws_its_own_masks_and_augmentation(data, monkeypatch, changes,
+                                                                 halves_differ):
+  """Two equal halves of a batch give equal gradients unless dropout or augmentation draws
+  for each half from its own key."""
+  config = _config(model="cnn", model_kwargs={"filters": 4, "filter_size": 3, "hidden_size": 8},
+                   jit_per_batch=True).replace(**changes)
   seen = []
+  side_by_side = steps.side_by_side
+  monkeypatch.setattr(steps, "side_by_side",
+                      lambda *args: seen.append(side_by_side(*args)) or seen[-1])
+  with backends.replaced("cpu", batch_halves=True):
+    programs = loop.programs_for(config, 2, data.train.size)
+    state = loop.init_state(config, programs, data.train.images)
+    index = np.tile(np.arange(config.batch_size // 2, dtype=np.int32), 2)
+    programs.step(state, data.train.images, data.train.labels,
+                  *programs.feed(index, randomness.key_data(np.random.default_rng(0))))
+  (first_grads, *_), (second_grads, *_) = seen[0]
+  equal = all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(first_grads),
+                                                  jax.tree_util.tree_leaves(second_grads)))
+  assert equal is not halves_differ
 
-  class Doubler:
-    def apply(self, variables, part, *, train, rngs):
-      seen.append(rngs["dropout"])
-      return part * 2
 
-  x = jnp.arange(10.0).reshape(5, 2)
-  out = steps.scores_in_halves(Doubler(), {}, x, jax.random.key(1))
-  np.testing.assert_array_equal(out, x * 2)
-  assert len(seen) == 2 and not np.array_equal(jax.random.key_data(seen[0]),
-                                               jax.random.key_data(seen[1]))
+def test_a_step_in_halves_compiles_one_half_program_for_an_even_batch(data):
+  config = _config(model="cnn", model_kwargs={"filters": 4, "filter_size": 3, "hidden_size": 8},
+                   jit_per_batch=True, epochs=2)
+  with backends.replaced("cpu", batch_halves=True):
+    programs = loop.programs_for(config, 2, data.train.size)
+    loop.train(config, data, programs=programs)
+  assert programs.traces == {"half": 1, "step": 1, "evaluate": 1}
 
 
 def _train(config, data, **kwargs):

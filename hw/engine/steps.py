@@ -8,10 +8,10 @@ a traced optimiser hyper-parameter), so epochs and grid points of the same shape
 :class:`ProgramCache` (one per experiment, no global one) hands out the programs of a key. Stepping: an epoch is either scanned chunks of mini-batches or one jitted call per
 mini-batch; :func:`per_batch_stepping` picks per backend and model (XLA:CPU runs
 convolutions several times slower inside a while loop, see ``docs/results/bench.md``).
-Both compute the same steps up to float rounding. On the CPU a conv net without batch norm
-or augmentation computes each step's scores in two independent passes over the halves of
-the batch (:func:`scores_in_halves`, :func:`hw.backends.batch_halves`): the same loss and
-gradient, rounded in another order.
+Both compute the same steps up to float rounding. On the CPU a conv net without batch norm,
+stepped per batch, computes each step as two executions side by side, one per half of the
+batch (:func:`side_by_side`, :func:`hw.backends.batch_halves`), and one update of the sum of
+their gradients: the same loss and gradient, rounded in another order.
 
 Data parallel: with ``config.devices`` > 1 (None: every local device) the same programs are
 jitted over a one-axis :class:`jax.sharding.Mesh` (axis ``"batch"``): parameters, optimiser
@@ -31,6 +31,7 @@ single-process JAX does.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple
@@ -74,24 +75,31 @@ def per_batch_stepping(config: ExperimentConfig, model: Any, backend: str) -> bo
 
 
 def steps_in_halves(config: ExperimentConfig, model: Any, mesh_devices: int = 1) -> bool:
-  """Whether ``config``'s training step computes ``model``'s scores as two half-batch passes
-  on this backend (:func:`hw.backends.batch_halves`: conv nets without batch norm or
-  augmentation, one device)."""
+  """Whether ``config``'s per-batch training step computes ``model``'s two half-batch
+  gradients side by side on this backend (:func:`hw.backends.batch_halves`: conv nets
+  without batch norm stepped per batch, one device)."""
   return backends.batch_halves(
       is_conv_net=is_conv_net(model), batch_norm=bool(getattr(model, "batch_norm", False)),
-      augmented=bool(config.augment), batch_size=config.batch_size, mesh_devices=mesh_devices)
+      per_batch=per_batch_stepping(config, model, backends.name()),
+      batch_size=config.batch_size, mesh_devices=mesh_devices)
 
 
-def scores_in_halves(model: Any, variables: Any, x: jax.Array, key: jax.Array) -> jax.Array:
-  """``model``'s training-mode scores of the two halves of the batch ``x``, concatenated: two
-  independent passes that XLA:CPU can run side by side (:mod:`hw.backends`, "batch
-  halves"). Each half draws its dropout masks from its own key, ``jax.random.split(key)``;
-  the model has no batch statistics to update."""
-  middle = x.shape[0] // 2
-  first, second = jax.random.split(key)
-  return jnp.concatenate([
-      model.apply(variables, part, train=True, rngs={"dropout": part_key})
-      for part, part_key in ((x[:middle], first), (x[middle:], second))])
+def side_by_side(program: Callable, first: tuple, second: tuple) -> tuple[Any, Any]:
+  """``(program(*first), program(*second))``, the two calls running at the same time: the
+  first on a worker thread (which waits for its result), the second on the caller's.
+  XLA:CPU runs two executions side by side on two cores better than two independent
+  chains inside one program (:mod:`hw.backends`, "batch halves")."""
+  pending = _worker().submit(lambda: jax.block_until_ready(program(*first)))
+  try:
+    second_result = program(*second)
+  finally:
+    first_result = pending.result()
+  return first_result, second_result
+
+
+@functools.cache
+def _worker() -> concurrent.futures.ThreadPoolExecutor:
+  return concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-halves")
 
 
 def device_count(config: ExperimentConfig) -> int:
@@ -155,7 +163,8 @@ class Programs:
   key: ProgramKey
   model: Any
   init: Callable
-  step: Callable      # (state, images, labels, index (B,), key data) -> (state, loss, correct)
+  step: Callable      # (state, images, labels, index (B,), key data) -> (state, loss, correct);
+                      # jitted, or in halves two jitted calls side by side and a jitted update
   chunk: Callable     # the same over (S, B) indices, scanned
   evaluate: Callable  # (variables, images, labels, size) -> (mean loss, accuracy, top-k errors)
   per_batch: bool
@@ -222,19 +231,46 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
 
     def loss_fn(params):
       variables = {"params": params, "batch_stats": state.batch_stats}
-      if halves:  # no batch norm, so no batch statistics to update
-        scores = scores_in_halves(model, variables, x, key)
-        return loss.fn(scores, y, reduction="mean"), (scores, {})
       scores, updates = model.apply(variables, x, train=True, rngs={"dropout": key},
                                     mutable=["batch_stats"])
       return loss.fn(scores, y, reduction="mean"), (scores, updates)
 
     (value, (scores, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    changes, opt_state = tx.update(grads, state.opt_state, state.params)
-    new_state = TrainState(params=optax.apply_updates(state.params, changes),
-                           batch_stats=updates.get("batch_stats", state.batch_stats),
-                           opt_state=opt_state)
+    new_state = updated(state, grads, updates.get("batch_stats", state.batch_stats))
     return new_state, (value, jnp.sum(metrics.correct_predictions(scores, y)))
+
+  def updated(state, grads, batch_stats):
+    changes, opt_state = tx.update(grads, state.opt_state, state.params)
+    return TrainState(params=optax.apply_updates(state.params, changes),
+                      batch_stats=batch_stats, opt_state=opt_state)
+
+  def half_gradients(params, batch_stats, images, labels, index, key_data, part):
+    """One half of a step in halves: the gradient of the half's share of the batch's mean
+    loss (its loss sum / the batch size), that share and the half's correct predictions.
+    ``part`` (0, 1) picks the half's key, ``jax.random.split(key)[part]``, for its
+    augmentation and dropout masks; no batch norm, so no batch statistics to update."""
+    traces["half"] += 1
+    key = jax.random.split(randomness.wrap(key_data))[part]
+    x, y = jnp.take(images, index, axis=0), jnp.take(labels, index, axis=0)
+    if augment is not None:
+      x = augment(x, key=jax.random.fold_in(key, 1))
+
+    def share_fn(params):
+      scores = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                           rngs={"dropout": key})
+      return loss.fn(scores, y, reduction="sum") / config.batch_size, scores
+
+    (share, scores), grads = jax.value_and_grad(share_fn, has_aux=True)(params)
+    return grads, share, jnp.sum(metrics.correct_predictions(scores, y))
+
+  def finish_halves(state, first, second):
+    """The update from the two halves' :func:`half_gradients`: their sum is the batch's."""
+    traces["step"] += 1
+    (first_grads, first_share, first_correct), (second_grads, second_share, second_correct) = (
+        first, second)
+    grads = jax.tree_util.tree_map(jnp.add, first_grads, second_grads)
+    return (updated(state, grads, state.batch_stats), first_share + second_share,
+            first_correct + second_correct)
 
   def chunk(state, images, labels, batch_index, keys):
     traces["chunk"] += 1
@@ -270,7 +306,9 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
 
   if mesh is None:
     chunk = jax.jit(chunk, donate_argnums=(0,))
-    single_step = jax.jit(single_step, donate_argnums=(0,))
+    single_step = (_step_in_halves(jax.jit(half_gradients),
+                                   jax.jit(finish_halves, donate_argnums=(0,)))
+                   if halves else jax.jit(single_step, donate_argnums=(0,)))
     evaluate = jax.jit(evaluate)
   else:  # (state, images, labels, indices, keys): the indices' batch axis is split
     chunk = jit(chunk, donate_argnums=(0,), batch_args=(None, None, None, 1, None))
@@ -280,6 +318,22 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
                   init=jax.jit(functools.partial(model.init, train=False)), step=single_step, chunk=chunk, evaluate=evaluate, traces=traces,
                   per_batch=per_batch_stepping(config, model, jax.default_backend()),
                   mesh=mesh)
+
+
+def _step_in_halves(half_gradients: Callable, finish: Callable) -> Callable:
+  """A train step ``(state, images, labels, index, key data) -> (state, loss, correct)`` whose
+  two halves of ``index`` run :func:`side_by_side` through the jitted ``half_gradients``,
+  then the jitted ``finish`` sums them and updates ``state``."""
+
+  def step(state, images, labels, index, key_data):
+    middle = index.shape[0] // 2
+    first, second = side_by_side(
+        half_gradients, (state.params, state.batch_stats, images, labels, index[:middle],
+                         key_data, 0),
+        (state.params, state.batch_stats, images, labels, index[middle:], key_data, 1))
+    return finish(state, first, second)
+
+  return step
 
 
 class ProgramCache:
