@@ -17,11 +17,14 @@ import optax
 from jax import lax
 
 from benchmarks import architectures as arch
-from benchmarks import roofline, timing
+from benchmarks import report, roofline, timing
 from benchmarks.models_torch import torch
 from hw import ops
 
 F = torch.nn.functional if torch is not None else None
+# A second, separately jitted copy of a conv case's autodiff program: autodiff against it
+# is a tie by construction, so its per-round ratios show the measurement's own spread.
+SELF_CONTROL = report.SELF_CONTROL
 
 
 @dataclasses.dataclass
@@ -153,11 +156,14 @@ def conv_case(x_shape, layer: arch.Conv, rng, *, input_grad: bool = True) -> OpC
     y = lax.conv_general_dilated(x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y if b is None else y + b
 
-  return _weighted_case(
+  case = _weighted_case(
       "conv2d", f"x {_dims(x_shape)}, w {k}x{k}x{c}x{f}, {pad}", x, params,
       lambda x, w, b: ops.conv2d(x, w, b, padding=pad), ref_fn,
       lambda x, w, b: F.conv2d(x, w, b, padding=torch_pad),
       _nchw(x), [w.transpose(3, 2, 0, 1)] + params[1:], input_grad=input_grad)
+  # the same autodiff program jitted a second time: how far a tie spreads (SELF_CONTROL)
+  case.jax_impls[SELF_CONTROL] = dataclasses.replace(case.jax_impls["autodiff"])
+  return case
 
 
 def _pool_case(x_shape, layer: arch.MaxPool, rng) -> OpCase:
@@ -315,10 +321,16 @@ def measure(case: OpCase, *, rounds: int, target_s: float) -> dict[str, Any]:
   # speed-up of hw over each alternative, per round (>1: hw is faster)
   speedups = {}
   for name in impls:
-    if name == "hw" or (name.startswith("torch") and name != "torch"):
+    if name in ("hw", SELF_CONTROL) or (name.startswith("torch") and name != "torch"):
       continue
-    per_round = timing.ratio_per_round(times[f"{name}/fb"], times["hw/fb"])
-    q1, med, q3 = timing.quartiles(per_round)
-    speedups[name] = {"median": med, "q1": q1, "q3": q3}
-  return {"op": case.op, "shape": case.shape, "models": case.models, "impls": impls,
-          "speedup_of_hw_fb": speedups, "flops": case.flops}
+    speedups[name] = _ratio_stats(times[f"{name}/fb"], times["hw/fb"])
+  result = {"op": case.op, "shape": case.shape, "models": case.models, "impls": impls,
+            "speedup_of_hw_fb": speedups, "flops": case.flops}
+  if SELF_CONTROL in impls:
+    result["autodiff_self"] = _ratio_stats(times["autodiff/fb"], times[f"{SELF_CONTROL}/fb"])
+  return result
+
+
+def _ratio_stats(slower: Sequence[float], faster: Sequence[float]) -> dict[str, float]:
+  q1, med, q3 = timing.quartiles(timing.ratio_per_round(slower, faster))
+  return {"median": med, "q1": q1, "q3": q3}

@@ -24,8 +24,10 @@ IMPLS = {"a": "hw.ops (hand-written VJPs)", "b": "JAX autodiff (flax.linen/lax)"
 MODEL_COLUMNS = ["model", "a img/s", "b img/s", "c img/s", "c1t img/s", "a/b [IQR]",
                  "a/c [IQR]", "a/c* [IQR]", "epoch s a", "epoch s b", "epoch s c*",
                  "a GFLOP/s (% peak)", "c GFLOP/s (% peak)"]
+# The second jit of a conv case's autodiff program (benchmarks.op_timings): a tie by construction.
+SELF_CONTROL = "autodiff_again"
 OP_COLUMNS = ["op", "shape", "models", "hw fwd", "hw bwd", "hw f+b", "autodiff f+b",
-              "torch f+b", "autodiff/hw", "torch/hw", "hw GFLOP/s (% peak)"]
+              "torch f+b", "autodiff/hw", "autodiff/itself", "torch/hw", "hw GFLOP/s (% peak)"]
 TARGET_AB, TARGET_AC, STRETCH_AC = 1.0, 1.0, 1.5
 
 
@@ -98,7 +100,8 @@ def op_rows(ops: Sequence[dict[str, Any]],
                  _fmt(hw["fwd_ms"], 3), _fmt(hw["bwd_ms"], 3), _fmt(hw["fb_ms"], 3),
                  _fmt(impls.get("autodiff", {}).get("fb_ms"), 3),
                  _fmt(impls.get("torch", {}).get("fb_ms"), 3),
-                 _ratio(speed.get("autodiff")), _ratio(speed.get("torch")),
+                 _ratio(speed.get("autodiff")), _ratio(o.get("autodiff_self")),
+                 _ratio(speed.get("torch")),
                  _roofline(o.get("flops"), hw["fb_ms"], peak)])
   return rows
 
@@ -108,7 +111,7 @@ def alternative_rows(ops: Sequence[dict[str, Any]]) -> list[list[str]]:
   rows = []
   for o in ops:
     for name, values in o["impls"].items():
-      if name in ("hw", "autodiff") or name.startswith("torch"):
+      if name in ("hw", "autodiff", SELF_CONTROL) or name.startswith("torch"):
         continue
       rows.append([o["op"], o["shape"], name, _fmt(values["fwd_ms"], 3),
                    _fmt(values["bwd_ms"], 3), _fmt(values["fb_ms"], 3),
@@ -141,21 +144,35 @@ def targets(models: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def conv_op_target(ops: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
   """hw.ops.conv2d's automatic choice against autodiff of ``lax.conv``, layer by layer:
   a layer counts as slower only when its whole IQR of per-round ratios (autodiff/hw f+b)
-  lies below 1; one whose IQR reaches 1 is a tie within the measurement's spread. None
-  when no conv2d case was measured."""
+  lies below 1 and below the IQR of autodiff timed against a second jit of itself (the
+  spread of a tie, ``autodiff_self``, when measured); otherwise it is a tie within the
+  measurement's spread. None when no conv2d case was measured."""
   layers = [o for o in ops if o["op"] == "conv2d" and "autodiff" in o["speedup_of_hw_fb"]]
   if not layers:
     return None
+
+  def bound(o):
+    return min(1.0, o["autodiff_self"]["q1"]) if "autodiff_self" in o else 1.0
+
   slower = [{"shape": o["shape"], **o["speedup_of_hw_fb"]["autodiff"]} for o in layers
-            if o["speedup_of_hw_fb"]["autodiff"]["q3"] < 1.0]
-  return {"layers": len(layers), "slower": slower, "met": not slower}
+            if o["speedup_of_hw_fb"]["autodiff"]["q3"] < bound(o)]
+  target = {"layers": len(layers), "slower": slower, "met": not slower}
+  selves = [o["autodiff_self"] for o in layers if "autodiff_self" in o]
+  if selves:
+    target["self_spread"] = [min(t["q1"] for t in selves), max(t["q3"] for t in selves)]
+  return target
 
 
 def _op_target_lines(target: dict[str, Any] | None) -> list[str]:
   if target is None:
     return []
   head = ("- conv2d per op, autodiff/hw f+b ≥ 1 on every layer (slower only where the whole "
-          "IQR is below 1): ")
+          "IQR is below 1")
+  if "self_spread" in target:
+    low, high = target["self_spread"]
+    head += (" and below that layer's IQR of autodiff against a second jit of itself, "
+             f"{low:.2f}–{high:.2f} over the layers")
+  head += "): "
   if target["met"]:
     return [head + f"**met** on all {target['layers']} layers"]
   slower = "; ".join(f"{t['shape']} {_ratio(t)}" for t in target["slower"])
@@ -291,7 +308,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += ["## Per-op forward + backward (ms per call, median)", ""]
     lines.append("f+b: one jitted call returning the output and the input gradients for a "
                  "fixed cotangent; bwd = f+b − fwd. Ratios > 1: hw.ops is faster "
-                 "(median of per-round ratios of f+b times, [IQR]).")
+                 "(median of per-round ratios of f+b times, [IQR]). autodiff/itself: "
+                 "the autodiff program against a second jit of itself, a tie by "
+                 "construction (conv2d only): how far the measurement alone spreads.")
     lines.append("")
     lines.append(markdown_table(OP_COLUMNS, op_rows(ops, result.get("peak"))))
     alternatives = alternative_rows(ops)

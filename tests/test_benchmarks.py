@@ -357,3 +357,13 @@ def test_conv_layers_against_autodiff_count_slower_only_when_the_whole_iqr_is_be
   assert not missed["met"] and [t["shape"] for t in missed["slower"]] == ["8x8"]
   assert report._op_target_lines(missed)[0].endswith(
       "**missed** on 1 of 2 layers: 8x8 0.90 [0.85–0.99]")
+  # with autodiff timed against itself: below 1 but within a tie's spread is a tie
+  spread = dict(conv("8x8", 0.93, 0.89, 0.98), autodiff_self=_stats(1.0, 0.88, 1.1))
+  narrow = dict(conv("8x8", 0.93, 0.89, 0.98), autodiff_self=_stats(1.0, 0.99, 1.01))
+  assert report.conv_op_target([spread]) == {"layers": 1, "slower": [], "met": True,
+                                             "self_spread": [0.88, 1.1]}
+  assert not report.conv_op_target([narrow])["met"]
+  assert not report.conv_op_target([dict(conv("8x8", 0.8, 0.75, 0.85),
+                                         autodiff_self=_stats(1.0, 0.88, 1.1))])["met"]
+  assert "second jit of itself, 0.88–1.10 over the layers): **met** on all 1 layers" in (
+      report._op_target_lines(report.conv_op_target([spread]))[0])
