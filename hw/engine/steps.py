@@ -221,13 +221,18 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
     def split_batch(x, axis=0):
       return jax.lax.with_sharding_constraint(x, along(axis))
 
-  def step(images, labels, state, inputs):
-    index, key_data = inputs
-    key = randomness.wrap(key_data)
+  def batch(images, labels, index, key):
+    """The mini-batch ``index`` of (images, labels), its images augmented from ``key``."""
     x, y = jnp.take(images, index, axis=0), jnp.take(labels, index, axis=0)
     x, y = split_batch(x), split_batch(y)
     if augment is not None:
       x = augment(x, key=jax.random.fold_in(key, 1))
+    return x, y
+
+  def step(images, labels, state, inputs):
+    index, key_data = inputs
+    key = randomness.wrap(key_data)
+    x, y = batch(images, labels, index, key)
 
     def loss_fn(params):
       variables = {"params": params, "batch_stats": state.batch_stats}
@@ -251,9 +256,7 @@ def compile_programs(config: ExperimentConfig, num_classes: int, steps: int) -> 
     augmentation and dropout masks; no batch norm, so no batch statistics to update."""
     traces["half"] += 1
     key = jax.random.split(randomness.wrap(key_data))[part]
-    x, y = jnp.take(images, index, axis=0), jnp.take(labels, index, axis=0)
-    if augment is not None:
-      x = augment(x, key=jax.random.fold_in(key, 1))
+    x, y = batch(images, labels, index, key)
 
     def share_fn(params):
       scores = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
